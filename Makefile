@@ -1,0 +1,38 @@
+# The two commands a newcomer needs are `make demo` and `make test`; both create .venv themselves.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEBS := mosquitto socat
+
+.PHONY: setup debs test lint bench
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[train,test]'
+	touch $@
+
+# Real brokers and real serial ports in the tests: install them when we may, say so when we may not.
+debs:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian packages:" $$missing; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "missing Debian packages:" $$missing "(run 'make test' as root, or install them)" >&2; exit 1; \
+		fi; \
+	fi
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy kernels agent
+
+test: setup debs lint
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(VENV)/bin/edgewatch bench kernels

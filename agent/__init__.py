@@ -1,0 +1,1 @@
+"""The edge runtime: what a gateway installs and runs."""

@@ -1,0 +1,368 @@
+"""The feature spec and the one featurizer that training and serving share.
+
+A ``FeatureSpec`` says what the input is and which features to compute; it derives the ordered
+feature names. ``Featurizer`` turns a spec and raw data into a float32 feature matrix, through
+the kernels, with a clear error for data that does not fit the spec.
+
+>>> spec = FeatureSpec(kind="waveform", sample_rate=12000, window=4096, hop=2048, channels=["de"])
+>>> spec.feature_names[:3], len(spec.feature_names)
+(('ch0.mean', 'ch0.std', 'ch0.rms'), 20)
+>>> spec.band_edges
+(0.0, 1500.0, 3000.0, 4500.0, 6000.0)
+"""
+
+import math
+from fractions import Fraction
+from functools import cached_property
+from typing import Annotated, Any, Literal, Self
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from kernels.batch import BANDS, ENVELOPE, SPECTRAL, STRIDE, TIME, window_features, windows_features
+from kernels.envelope import ENVELOPE_FEATURES, bearing_frequencies
+from kernels.rolling import ROLLING_FEATURES, RollingState, rolling_features
+from kernels.spectral import SPECTRAL_FEATURES, hann
+from kernels.timedomain import TIME_FEATURES
+
+Kind = Literal["waveform", "process", "record"]
+Family = Literal["time", "spectral", "bands", "envelope"]
+ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+# Samples whose fourth powers (kurtosis) and squares (band power, float32 output) stay finite.
+MIN_MAGNITUDE = 1e-30
+MAX_MAGNITUDE = 1e15
+DEFAULT_BANDS = 4
+DEFAULT_HISTORY = 30
+DEFAULT_EWMA_ALPHA = 0.1
+_WAVEFORM_ONLY = ("sample_rate", "window", "hop", "families", "band_edges", "bearing", "shaft_hz",
+                  "envelope_band")
+
+
+class FeatureError(ValueError):
+    """Data that does not fit its feature spec."""
+
+
+class Bearing(BaseModel):
+    """Rolling-element bearing geometry; diameters in any one unit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    balls: int = Field(ge=3, le=200)
+    ball_diameter: float = Field(gt=0)
+    pitch_diameter: float = Field(gt=0)
+    contact_angle_deg: float = Field(default=0.0, ge=0, lt=90)
+
+    @model_validator(mode="after")
+    def _ball_fits(self) -> Self:
+        if self.ball_diameter >= self.pitch_diameter:
+            raise ValueError(
+                f"ball_diameter ({self.ball_diameter:g}) must be smaller than pitch_diameter "
+                f"({self.pitch_diameter:g})"
+            )
+        return self
+
+
+def _fmt(hz: float) -> str:
+    return f"{hz:g}"
+
+
+class FeatureSpec(BaseModel):
+    """What the input is and which features to compute from it.
+
+    Waveform inputs (vibration) need ``sample_rate`` and a power-of-two ``window``; ``hop``
+    defaults to half a window, ``families`` to time, spectral and bands (plus envelope when a
+    ``bearing`` is given, which also needs ``shaft_hz``), and ``band_edges`` to four equal bands
+    up to Nyquist. Process inputs (slow rows) take rolling statistics over ``history`` rows.
+    Record inputs are already feature vectors.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Kind
+    channels: tuple[ChannelName, ...] = Field(min_length=1, max_length=256)
+    sample_rate: float | None = Field(default=None, gt=0, le=10_000_000)
+    window: int | None = Field(default=None, ge=16, le=1 << 20)
+    hop: int | None = Field(default=None, ge=1)
+    families: tuple[Family, ...] | None = None
+    band_edges: tuple[float, ...] | None = None
+    bearing: Bearing | None = None
+    shaft_hz: float | None = Field(default=None, gt=0, le=2000)
+    envelope_band: tuple[float, float] | None = None
+    history: int | None = Field(default=None, ge=2, le=100_000)
+    ewma_alpha: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        """Make every default explicit, so a stored spec means the same in any version."""
+        if not isinstance(data, dict) or data.get("kind") not in ("waveform", "process"):
+            return data
+        data = dict(data)
+        if data["kind"] == "process":
+            data.setdefault("history", DEFAULT_HISTORY)
+            data.setdefault("ewma_alpha", DEFAULT_EWMA_ALPHA)
+            return data
+        window = data.get("window")
+        if data.get("hop") is None and isinstance(window, int):
+            data["hop"] = max(window // 2, 1)
+        if data.get("families") is None:
+            base = ["time", "spectral", "bands"]
+            data["families"] = [*base, "envelope"] if data.get("bearing") is not None else base
+        rate = data.get("sample_rate")
+        families = data["families"]
+        if (
+            data.get("band_edges") is None
+            and isinstance(families, list | tuple)
+            and "bands" in families
+            and isinstance(rate, int | float)
+            and not isinstance(rate, bool)
+        ):
+            nyquist = rate / 2
+            data["band_edges"] = [nyquist * i / DEFAULT_BANDS for i in range(DEFAULT_BANDS + 1)]
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels must have distinct names")
+        if self.kind == "waveform":
+            self._check_waveform()
+        else:
+            given = [name for name in _WAVEFORM_ONLY if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for waveform inputs, not {self.kind}")
+            if self.kind == "record" and (self.history is not None or self.ewma_alpha is not None):
+                raise ValueError("history, ewma_alpha: only for process inputs, not record")
+        return self
+
+    def _check_waveform(self) -> None:
+        if self.history is not None or self.ewma_alpha is not None:
+            raise ValueError("history, ewma_alpha: only for process inputs, not waveform")
+        if self.sample_rate is None or self.window is None:
+            raise ValueError("waveform inputs need sample_rate and window")
+        if self.window & (self.window - 1):
+            raise ValueError(f"window must be a power of two (the FFT length), got {self.window}")
+        assert self.hop is not None and self.families is not None
+        if self.hop > self.window:
+            raise ValueError(f"hop ({self.hop}) must not exceed window ({self.window})")
+        if len(set(self.families)) != len(self.families) or not self.families:
+            raise ValueError("families must name each family once, and at least one")
+        nyquist = self.sample_rate / 2
+        bin_hz = self.sample_rate / self.window
+        if "bands" in self.families:
+            edges = self.band_edges
+            if edges is None or len(edges) < 2:
+                raise ValueError("band_edges needs at least two edges for the bands family")
+            if any(b <= a for a, b in zip(edges, edges[1:], strict=False)) or edges[0] < 0:
+                raise ValueError(f"band_edges must be >= 0 and strictly increasing, got {edges}")
+            if edges[-1] > nyquist:
+                raise ValueError(
+                    f"band edge {_fmt(edges[-1])} Hz is above Nyquist ({_fmt(nyquist)} Hz)"
+                )
+            for lo, hi in zip(*band_bins(edges, self.sample_rate, self.window), strict=True):
+                if hi <= lo:
+                    raise ValueError(
+                        f"a band in {edges} holds no FFT bin (bins are {bin_hz:g} Hz wide)"
+                    )
+        elif self.band_edges is not None:
+            raise ValueError("band_edges is set but the bands family is not selected")
+        if "envelope" in self.families:
+            if self.bearing is None or self.shaft_hz is None:
+                raise ValueError("the envelope family needs bearing and shaft_hz")
+            highest = 2 * max(self.defect_frequencies)
+            if highest >= nyquist:
+                raise ValueError(
+                    f"2x the highest defect frequency ({_fmt(highest)} Hz) is not below "
+                    f"Nyquist ({_fmt(nyquist)} Hz)"
+                )
+        elif self.bearing is not None or self.envelope_band is not None:
+            raise ValueError("bearing or envelope_band is set but the envelope family is not")
+        if self.envelope_band is not None:
+            lo, hi = self.envelope_band
+            if not 0 <= lo < hi <= nyquist:
+                raise ValueError(
+                    f"envelope_band must satisfy 0 <= lo < hi <= Nyquist ({_fmt(nyquist)} Hz), "
+                    f"got {self.envelope_band}"
+                )
+
+    @property
+    def defect_frequencies(self) -> tuple[float, float, float, float]:
+        """BPFO, BPFI, BSF and FTF in Hz for the bearing at ``shaft_hz``."""
+        if self.bearing is None or self.shaft_hz is None:
+            raise ValueError("defect frequencies need bearing and shaft_hz")
+        b = self.bearing
+        return bearing_frequencies(
+            self.shaft_hz, b.balls, b.ball_diameter, b.pitch_diameter, b.contact_angle_deg
+        )
+
+    @cached_property
+    def family_feature_names(self) -> dict[str, tuple[str, ...]]:
+        """A waveform channel's features by family, in output order; other kinds have one
+        family named after the kind."""
+        if self.kind == "process":
+            return {"process": ROLLING_FEATURES}
+        if self.kind == "record":
+            return {"record": ("value",)}
+        assert self.families is not None
+        edges = self.band_edges or ()
+        table = {
+            "time": TIME_FEATURES,
+            "spectral": SPECTRAL_FEATURES,
+            "bands": tuple(f"band_{_fmt(a)}_{_fmt(b)}" for a, b in zip(edges, edges[1:])),
+            "envelope": ENVELOPE_FEATURES,
+        }
+        return {family: names for family, names in table.items() if family in self.families}
+
+    @cached_property
+    def channel_feature_names(self) -> tuple[str, ...]:
+        """The features of one channel, in output order."""
+        return tuple(name for names in self.family_feature_names.values() for name in names)
+
+    @cached_property
+    def feature_names(self) -> tuple[str, ...]:
+        """Every feature, channel by channel: ``ch0.rms``, ``ch0.band_0_1500``, ..."""
+        return tuple(
+            f"ch{c}.{name}" for c in range(len(self.channels)) for name in self.channel_feature_names
+        )
+
+
+def band_bins(
+    edges: tuple[float, ...], sample_rate: float, window: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per band, the rfft bins ``lo <= k < hi`` whose frequency lies in ``[edge, next edge)``;
+    a band that ends at Nyquist keeps the Nyquist bin. Exact in rational arithmetic, so a bin on
+    an edge always falls on the same side.
+
+    >>> [b.tolist() for b in band_bins((0.0, 1000.0, 2000.0), 4000.0, 8)]
+    [[0, 2], [2, 5]]
+    """
+    scale = Fraction(window) / Fraction(sample_rate)
+    last = window // 2 + 1
+    starts = [math.ceil(Fraction(e) * scale) for e in edges]
+    lo = np.array(starts[:-1], dtype=np.int64)
+    hi = np.array(starts[1:], dtype=np.int64)
+    if Fraction(edges[-1]) * 2 >= Fraction(sample_rate):
+        hi[-1] = last
+    return lo, np.minimum(hi, last)
+
+
+class Featurizer:
+    """Features of one spec's data, float32 ``[n, len(spec.feature_names)]``.
+
+    Waveform data is ``[n, channels, window]`` float32 or float64 windows; process and record
+    data are rows ``[n, channels]``. A process featurizer streams: its rolling state carries
+    from call to call, so rows may be fed as they arrive. Bad data raises ``FeatureError`` and
+    leaves that state as it was. ``out``, if given, is a float32 or float64 ``[n, F]`` array to
+    write into instead of a new one.
+    """
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self.width = len(spec.feature_names)
+        if spec.kind == "waveform":
+            self._plan_waveform(spec)
+        elif spec.kind == "process":
+            assert spec.history is not None
+            self._state = RollingState.empty(spec.history, len(spec.channels))
+
+    def _plan_waveform(self, spec: FeatureSpec) -> None:
+        assert spec.window is not None and spec.sample_rate is not None
+        assert spec.families is not None
+        n, rate = spec.window, spec.sample_rate
+        self._window = hann(n)
+        layout = np.full(5, -1, dtype=np.int64)
+        layout[STRIDE] = len(spec.channel_feature_names)
+        slot = {"time": TIME, "spectral": SPECTRAL, "bands": BANDS, "envelope": ENVELOPE}
+        offset = 0
+        for family, names in spec.family_feature_names.items():
+            layout[slot[family]] = offset
+            offset += len(names)
+        self._layout = layout
+        empty = np.zeros(0, dtype=np.int64)
+        self._band_lo, self._band_hi = (
+            band_bins(spec.band_edges, rate, n) if spec.band_edges is not None else (empty, empty)
+        )
+        lo, hi = band_bins(spec.envelope_band or (0.0, rate / 2), rate, n)
+        self._pass_band = np.array([lo[0], hi[0]], dtype=np.int64)
+        if "envelope" in spec.families:
+            defects = np.array(spec.defect_frequencies)
+            targets = np.concatenate([defects, 2 * defects])
+            self._read_bins = np.rint(targets * n / rate).astype(np.int64)
+        else:
+            self._read_bins = empty
+
+    def __call__(self, data: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if self.spec.kind == "waveform":
+            return self._waveform(data, out)
+        rows = self._checked(data, (len(self.spec.channels),), "rows x channels")
+        out = self._output(rows.shape[0], out)
+        bad = ~np.isfinite(rows)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise FeatureError(f"data: row {r}, channel {c} ({self.spec.channels[c]}) is NaN or inf")
+        if self.spec.kind == "record":
+            np.copyto(out, rows, casting="same_kind")
+        else:
+            rolling_features(rows, self.spec.ewma_alpha, *self._state, out)
+        return out
+
+    def _waveform(self, data: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        assert self.spec.window is not None and self.spec.sample_rate is not None
+        windows = self._checked(
+            data, (len(self.spec.channels), self.spec.window), "windows x channels x samples"
+        )
+        out = self._output(windows.shape[0], out)
+        args = (self._window, float(self.spec.sample_rate), self._band_lo, self._band_hi,
+                self._pass_band, self._read_bins, self._layout)
+        if windows.shape[0] == 1:
+            window_features(windows[0], *args, out[0])
+        else:
+            windows_features(windows, *args, out)
+        if not np.isfinite(out).all():
+            self._explain_nonfinite(windows)
+        return out
+
+    def _checked(self, data: np.ndarray, tail: tuple[int, ...], axes: str) -> np.ndarray:
+        if not isinstance(data, np.ndarray):
+            raise FeatureError(f"data: expected a numpy array, got {type(data).__name__}")
+        if data.dtype not in (np.float32, np.float64):
+            raise FeatureError(f"data: expected float32 or float64 samples, got {data.dtype}")
+        if data.ndim != len(tail) + 1 or data.shape[1:] != tail:
+            want = ", ".join(["n", *map(str, tail)])
+            raise FeatureError(f"data: expected shape [{want}] ({axes}), got {list(data.shape)}")
+        return np.ascontiguousarray(data)
+
+    def _output(self, n: int, out: np.ndarray | None) -> np.ndarray:
+        if out is None:
+            return np.empty((n, self.width), dtype=np.float32)
+        if (
+            not isinstance(out, np.ndarray)
+            or out.dtype not in (np.float32, np.float64)
+            or out.shape != (n, self.width)
+            or not out.flags.c_contiguous
+        ):
+            raise FeatureError(
+                f"out: expected a C-contiguous float32 or float64 array of shape [{n}, "
+                f"{self.width}]"
+            )
+        return out
+
+    def _explain_nonfinite(self, windows: np.ndarray) -> None:
+        bad = ~np.isfinite(windows).all(axis=-1)
+        if bad.any():
+            w, c = np.argwhere(bad)[0]
+            raise FeatureError(
+                f"data: window {w}, channel {c} ({self.spec.channels[c]}) holds NaN or inf"
+            )
+        magnitude = np.abs(windows[windows != 0])
+        raise FeatureError(
+            f"data: features are not finite for samples of magnitude {magnitude.min():.3g} to "
+            f"{magnitude.max():.3g}; keep them between {MIN_MAGNITUDE:g} and {MAX_MAGNITUDE:g} "
+            "(their fourth powers must stay representable)"
+        )
+
+
+def featurize(spec: FeatureSpec, data: np.ndarray) -> np.ndarray:
+    """Features of ``data`` under ``spec``, from a fresh state; see ``Featurizer``."""
+    return Featurizer(spec)(data)

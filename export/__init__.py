@@ -1,0 +1,1 @@
+"""Offline work: datasets, training, ONNX export, calibration, evaluation and model bundles."""

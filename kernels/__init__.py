@@ -1,0 +1,1 @@
+"""Numba kernels: pure functions on arrays. No I/O, no configuration parsing, no project imports."""
