@@ -13,7 +13,7 @@ def frame(signal: np.ndarray, window: int, hop: int) -> np.ndarray:
     """
     if window < 1 or hop < 1:
         raise ValueError(f"window and hop must be positive, got {window} and {hop}")
-    samples = signal.shape[-1]
-    count = 0 if samples < window else (samples - window) // hop + 1
+    if signal.shape[-1] < window:
+        return np.empty((0, *signal.shape[:-1], window), dtype=signal.dtype)
     views = np.lib.stride_tricks.sliding_window_view(signal, window, axis=-1)[..., ::hop, :]
-    return np.ascontiguousarray(np.moveaxis(views[..., :count, :], -2, 0))
+    return np.ascontiguousarray(np.moveaxis(views, -2, 0))

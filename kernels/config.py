@@ -31,6 +31,13 @@ def jit(fn: F) -> F:
     return compiled
 
 
+def jit_ordered(fn: F) -> F:
+    """Compile a serial kernel with strict IEEE arithmetic: for algorithms whose order of
+    operations is the point (shifted moments), which reassociation would undo."""
+    compiled: F = numba.njit(**{**_FLAGS, "fastmath": False})(fn)
+    return compiled
+
+
 def jit_parallel(fn: F) -> F:
     """Compile a kernel whose outer loop is a ``prange`` over windows or rows."""
     compiled: F = numba.njit(parallel=True, **_FLAGS)(fn)

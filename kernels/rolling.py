@@ -5,20 +5,20 @@ standard deviation (a sliding Welford update), the z-score of the newest value a
 the first difference, and an exponentially weighted moving average. The state is a handful of
 arrays the caller keeps, so a stream fed in any chunking gives the same features.
 
-A variance below FLAT_VARIANCE_RATIO of the history's mean square (about its anchor) is rounding
-left by the sliding update, not signal: a stuck sensor reads a standard deviation and z-score of
-exactly 0 rather than noise that would raise alarms.
+A sum of squared deviations no larger than the rounding error the sliding update can have made
+(bounded from the magnitudes it added since the last exact recompute) is taken as zero: a stuck
+sensor reads a standard deviation and z-score of exactly 0, not noise that would raise alarms.
 """
 
 from typing import NamedTuple
 
 import numpy as np
 
-from .config import jit
+from .config import jit_ordered
 
 ROLLING_FEATURES = ("value", "roll_mean", "roll_std", "zscore", "diff", "ewma")
 _WIDTH = len(ROLLING_FEATURES)
-FLAT_VARIANCE_RATIO = 1e-12
+_EPS = float(np.finfo(np.float64).eps)
 
 
 class RollingState(NamedTuple):
@@ -29,7 +29,7 @@ class RollingState(NamedTuple):
     shift: np.ndarray  # per channel: a recent value the moments are taken about
     mean: np.ndarray  # per channel: mean of (value - shift) over the ring
     m2: np.ndarray  # per channel: sum of squared deviations over the ring
-    sumsq: np.ndarray  # per channel: sum of (value - shift)**2 over the ring
+    m2_added: np.ndarray  # per channel: magnitudes added into m2 since the last recompute
     ewma: np.ndarray
     previous: np.ndarray
 
@@ -49,7 +49,7 @@ class RollingState(NamedTuple):
         )
 
 
-@jit
+@jit_ordered
 def _reanchor(
     history: np.ndarray,
     c: int,
@@ -57,7 +57,7 @@ def _reanchor(
     shift: np.ndarray,
     mean: np.ndarray,
     m2: np.ndarray,
-    sumsq: np.ndarray,
+    m2_added: np.ndarray,
 ) -> None:
     """Recompute channel ``c``'s moments exactly, about its newest value.
 
@@ -71,19 +71,16 @@ def _reanchor(
         s += history[i, c] - newest
     mu = s / h
     acc = 0.0
-    sq = 0.0
     for i in range(h):
-        y = history[i, c] - newest
-        d = y - mu
+        d = history[i, c] - newest - mu
         acc += d * d
-        sq += y * y
     shift[c] = newest
     mean[c] = mu
     m2[c] = acc
-    sumsq[c] = sq
+    m2_added[c] = acc
 
 
-@jit
+@jit_ordered
 def rolling_features(
     rows: np.ndarray,
     alpha: float,
@@ -92,7 +89,7 @@ def rolling_features(
     shift: np.ndarray,
     mean: np.ndarray,
     m2: np.ndarray,
-    sumsq: np.ndarray,
+    m2_added: np.ndarray,
     ewma: np.ndarray,
     previous: np.ndarray,
     out: np.ndarray,
@@ -116,20 +113,20 @@ def rolling_features(
                 count = seen + 1
                 delta = y - mean[c]
                 mean[c] += delta / count
-                m2[c] += delta * (y - mean[c])
-                sumsq[c] += y * y
+                step = delta * (y - mean[c])
+                m2[c] += step
+                m2_added[c] += abs(step)
             else:
                 count = h
                 old = history[pos, c] - shift[c]
                 new_mean = mean[c] + (y - old) / h
-                m2[c] += (y - old) * (y - new_mean + old - mean[c])
+                step = (y - old) * (y - new_mean + old - mean[c])
+                m2[c] += step
+                m2_added[c] += abs(step)
                 mean[c] = new_mean
-                sumsq[c] += y * y - old * old
             history[pos, c] = x
-            var = m2[c] / count
-            if var <= FLAT_VARIANCE_RATIO * sumsq[c] / count:
-                var = 0.0
-            std = np.sqrt(var)
+            flat = m2[c] <= (h + 8) * _EPS * m2_added[c]
+            std = 0.0 if flat else np.sqrt(m2[c] / count)
             mu = mean[c] + shift[c]
             o = c * _WIDTH
             out[r, o] = x
@@ -144,4 +141,4 @@ def rolling_features(
         counters[1] = pos
         if pos == 0:
             for c in range(channels):
-                _reanchor(history, c, np.float64(rows[r, c]), shift, mean, m2, sumsq)
+                _reanchor(history, c, np.float64(rows[r, c]), shift, mean, m2, m2_added)

@@ -10,7 +10,7 @@ import scipy.signal
 import scipy.stats
 
 FLAT_VARIANCE_RATIO = 1e-20
-ROLLING_FLAT_RATIO = 1e-12
+ROLLING_FLAT_RATIO = 1e-20
 
 
 def time_features(x: np.ndarray) -> list[float]:
