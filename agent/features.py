@@ -19,7 +19,15 @@ from typing import Annotated, Any, Literal, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from kernels.batch import BANDS, ENVELOPE, SPECTRAL, STRIDE, TIME, window_features, windows_features
+from kernels.batch import (
+    BANDS,
+    ENVELOPE,
+    SPECTRAL,
+    STRIDE,
+    TIME,
+    window_features,
+    windows_features,
+)
 from kernels.envelope import ENVELOPE_FEATURES, bearing_frequencies
 from kernels.rolling import ROLLING_FEATURES, RollingState, rolling_features
 from kernels.spectral import SPECTRAL_FEATURES, hann
@@ -267,10 +275,11 @@ class Featurizer:
             self._state = RollingState.empty(spec.history, len(spec.channels))
 
     def _plan_waveform(self, spec: FeatureSpec) -> None:
+        """Everything the kernels need beside the samples, once per dtype."""
         assert spec.window is not None and spec.sample_rate is not None
         assert spec.families is not None
         n, rate = spec.window, spec.sample_rate
-        self._window = hann(n)
+        self._tail = (len(spec.channels), n)
         layout = np.full(5, -1, dtype=np.int64)
         layout[STRIDE] = len(spec.channel_feature_names)
         slot = {"time": TIME, "spectral": SPECTRAL, "bands": BANDS, "envelope": ENVELOPE}
@@ -278,19 +287,29 @@ class Featurizer:
         for family, names in spec.family_feature_names.items():
             layout[slot[family]] = offset
             offset += len(names)
-        self._layout = layout
-        empty = np.zeros(0, dtype=np.int64)
-        self._band_lo, self._band_hi = (
-            band_bins(spec.band_edges, rate, n) if spec.band_edges is not None else (empty, empty)
+        no_bins = np.zeros(0, dtype=np.int64)
+        band_lo, band_hi = (
+            band_bins(spec.band_edges, rate, n) if spec.band_edges is not None else (no_bins,) * 2
         )
-        lo, hi = band_bins(spec.envelope_band or (0.0, rate / 2), rate, n)
-        self._pass_band = np.array([lo[0], hi[0]], dtype=np.int64)
+        pass_lo, pass_hi = band_bins(spec.envelope_band or (0.0, rate / 2), rate, n)
+        read_bins = no_bins
         if "envelope" in spec.families:
             defects = np.array(spec.defect_frequencies)
-            targets = np.concatenate([defects, 2 * defects])
-            self._read_bins = np.rint(targets * n / rate).astype(np.int64)
-        else:
-            self._read_bins = empty
+            read_bins = np.rint(np.concatenate([defects, 2 * defects]) * n / rate).astype(np.int64)
+        self._kernel_args = {}
+        for dtype in (np.float32, np.float64):
+            window = hann(n).astype(dtype)
+            self._kernel_args[np.dtype(dtype).char] = (
+                window,
+                float(window.sum(dtype=np.float64)),
+                float((window.astype(np.float64) ** 2).sum()),
+                float(rate),
+                band_lo,
+                band_hi,
+                np.concatenate([pass_lo, pass_hi]),
+                read_bins,
+                layout,
+            )
 
     def __call__(self, data: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if self.spec.kind == "waveform":
@@ -308,37 +327,33 @@ class Featurizer:
         return out
 
     def _waveform(self, data: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        assert self.spec.window is not None and self.spec.sample_rate is not None
-        windows = self._checked(
-            data, (len(self.spec.channels), self.spec.window), "windows x channels x samples"
-        )
+        windows = self._checked(data, self._tail, "windows x channels x samples")
         out = self._output(windows.shape[0], out)
-        args = (self._window, float(self.spec.sample_rate), self._band_lo, self._band_hi,
-                self._pass_band, self._read_bins, self._layout)
+        args = self._kernel_args[windows.dtype.char]
         if windows.shape[0] == 1:
-            window_features(windows[0], *args, out[0])
+            finite = window_features(windows[0], *args, out[0])
         else:
-            windows_features(windows, *args, out)
-        if not np.isfinite(out).all():
+            finite = windows_features(windows, *args, out)
+        if not finite:
             self._explain_nonfinite(windows)
         return out
 
     def _checked(self, data: np.ndarray, tail: tuple[int, ...], axes: str) -> np.ndarray:
         if not isinstance(data, np.ndarray):
             raise FeatureError(f"data: expected a numpy array, got {type(data).__name__}")
-        if data.dtype not in (np.float32, np.float64):
+        if data.dtype.char not in "fd":
             raise FeatureError(f"data: expected float32 or float64 samples, got {data.dtype}")
-        if data.ndim != len(tail) + 1 or data.shape[1:] != tail:
+        if data.shape[1:] != tail:
             want = ", ".join(["n", *map(str, tail)])
             raise FeatureError(f"data: expected shape [{want}] ({axes}), got {list(data.shape)}")
-        return np.ascontiguousarray(data)
+        return data if data.flags.c_contiguous else np.ascontiguousarray(data)
 
     def _output(self, n: int, out: np.ndarray | None) -> np.ndarray:
         if out is None:
             return np.empty((n, self.width), dtype=np.float32)
         if (
             not isinstance(out, np.ndarray)
-            or out.dtype not in (np.float32, np.float64)
+            or out.dtype.char not in "fd"
             or out.shape != (n, self.width)
             or not out.flags.c_contiguous
         ):

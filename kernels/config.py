@@ -1,17 +1,40 @@
-"""The Numba flags, defined once for every kernel.
+"""The Numba flags and the compiled-code cache, defined once for every kernel.
 
-The cache lives where numba puts it: ``NUMBA_CACHE_DIR`` when set (the systemd unit points it at
-``CacheDirectory=``), else beside the sources. Numba keys cached code by CPU name and features, so
-a cache copied from another machine is recompiled rather than trusted; ``edgewatch warmup``
-builds the gateway's own.
+The cache lives under ``NUMBA_CACHE_DIR`` when set (the systemd unit points it at
+``CacheDirectory=``), else under ``~/.cache/edgewatch/numba``, in a folder named after a hash of
+these sources. Numba checks a cached function only against its own file, so a kernel that
+inlines one from another file would otherwise keep running the old callee after an upgrade.
+Numba also keys cached code by CPU name and features, so a cache copied from another machine is
+recompiled rather than trusted; ``edgewatch warmup`` builds the gateway's own.
 """
 
+import hashlib
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numba
+import rocket_fft
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cache_dir() -> Path:
+    """Where this version of the kernels keeps its compiled code."""
+    base = os.environ.get("NUMBA_CACHE_DIR")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.join(xdg, "edgewatch", "numba")
+    digest = hashlib.sha256(rocket_fft.__version__.encode())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    return Path(base) / digest.hexdigest()[:16]
+
+
+# Read by numba when each decorator below creates its cache, so it must be set before them.
+numba.config.CACHE_DIR = str(cache_dir())
 
 # Not nnan or ninf: NaN and inf must survive arithmetic so that bad samples show in the output.
 # Not afn: approximate sqrt/cos would cost precision the reference tests hold us to.

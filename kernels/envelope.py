@@ -11,12 +11,10 @@ import numpy as np
 from rocket_fft import c2c, r2c
 
 from .config import jit
+from .spectral import AXIS
 
 DEFECTS = ("bpfo", "bpfi", "bsf", "ftf")
 ENVELOPE_FEATURES = tuple(f"env_{d}" for d in DEFECTS) + tuple(f"env_{d}_2x" for d in DEFECTS)
-
-_AXIS = np.zeros(1, dtype=np.int64)
-
 
 def bearing_frequencies(
     shaft_hz: float,
@@ -57,24 +55,25 @@ def envelope_features(
     spectrum: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """Read the envelope spectrum's amplitude near each of ``read_bins``.
+    """Read the envelope spectrum's amplitude near each of ``read_bins`` into ``out``.
 
     The analytic signal keeps bins ``pass_lo <= k < pass_hi`` of the mean-removed signal (the
     band-pass), doubled for positive frequencies. Its magnitude, mean removed and Hann-windowed,
     is transformed again; each reading is the largest amplitude within one bin of its target,
-    so a shaft speed that drifts by under a bin still reads. ``analytic`` holds N complex,
-    ``buf`` N real and ``spectrum`` N//2+1 complex, all of one precision.
+    so a shaft speed that drifts by under a bin still reads. ``window`` is the Hann window in
+    the precision of ``x``; ``analytic`` holds N complex, ``buf`` N real and ``spectrum``
+    N//2+1 complex, all of that precision.
     """
     n = x.size
     m = n // 2 + 1
     for i in range(n):
-        buf[i] = np.float64(x[i]) - mean
-    r2c(buf, spectrum, _AXIS, True, 1.0, 1)
+        buf[i] = x[i] - mean
+    r2c(buf, spectrum, AXIS, True, 1.0, 1)
     analytic[:] = 0.0
     for k in range(max(pass_lo, 0), min(pass_hi, m)):
         edge = k == 0 or 2 * k == n
         analytic[k] = spectrum[k] if edge else 2.0 * spectrum[k]
-    c2c(analytic, analytic, _AXIS, False, 1.0 / n, 1)
+    c2c(analytic, analytic, AXIS, False, 1.0 / n, 1)
     env_mean = 0.0
     for i in range(n):
         v = abs(analytic[i])
@@ -83,7 +82,7 @@ def envelope_features(
     env_mean /= n
     for i in range(n):
         buf[i] = (buf[i] - env_mean) * window[i]
-    r2c(buf, spectrum, _AXIS, True, 1.0, 1)
+    r2c(buf, spectrum, AXIS, True, 1.0, 1)
     for j in range(read_bins.size):
         k0 = read_bins[j]
         best = 0.0

@@ -1,7 +1,6 @@
 """The one-sided spectrum of a Hann-windowed channel and the features read from it."""
 
 import numpy as np
-from numba.extending import overload
 from rocket_fft import r2c
 
 from .config import jit
@@ -14,7 +13,7 @@ SPECTRAL_FEATURES = (
     "dominant_amp",
 )
 
-_AXIS = np.zeros(1, dtype=np.int64)
+AXIS = np.zeros(1, dtype=np.int64)
 
 
 def hann(n: int) -> np.ndarray:
@@ -26,68 +25,66 @@ def hann(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
 
-def complex_empty(x: np.ndarray, n: int) -> np.ndarray:
-    """An empty complex array of the precision of ``x`` (complex64 for float32)."""
-    return np.empty(n, dtype=np.result_type(x.dtype, np.complex64))
-
-
-@overload(complex_empty)
-def _complex_empty(x, n):  # type: ignore[no-untyped-def]
-    dtype = np.complex64 if x.dtype.bitwidth == 32 else np.complex128
-    return lambda x, n: np.empty(n, dtype=dtype)
-
-
 @jit
-def windowed_spectrum(
-    x: np.ndarray, mean: float, window: np.ndarray, buf: np.ndarray, spectrum: np.ndarray
-) -> None:
-    """``spectrum[:N//2+1]`` = rfft((x - mean) * window), computed in the precision of ``buf``."""
-    for i in range(x.size):
-        buf[i] = (np.float64(x[i]) - mean) * window[i]
-    r2c(buf, spectrum, _AXIS, True, 1.0, 1)
+def largest(x: np.ndarray) -> float:
+    """The largest of ``x`` (not NaN-aware), by eight independent running maxima: a single
+    running maximum waits on itself every element, eight keep the core busy."""
+    n = x.size
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = x[0]
+    full = n - n % 8
+    for i in range(0, full, 8):
+        m0 = max(m0, x[i])
+        m1 = max(m1, x[i + 1])
+        m2 = max(m2, x[i + 2])
+        m3 = max(m3, x[i + 3])
+        m4 = max(m4, x[i + 4])
+        m5 = max(m5, x[i + 5])
+        m6 = max(m6, x[i + 6])
+        m7 = max(m7, x[i + 7])
+    best = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+    for i in range(full, n):
+        best = max(best, x[i])
+    return best
 
 
 @jit
 def spectral_features(
-    spectrum: np.ndarray,
-    n: int,
+    windowed: np.ndarray,
     sample_rate: float,
     window_sum: float,
     window_sq_sum: float,
     band_lo: np.ndarray,
     band_hi: np.ndarray,
+    spectrum: np.ndarray,
     power: np.ndarray,
     out: np.ndarray,
     bands: np.ndarray,
 ) -> None:
-    """Spectral shape, the dominant peak and band powers of an rfft of a Hann-windowed window.
+    """Spectral shape, the dominant peak and band powers of one windowed channel.
 
-    Power is scaled so that it sums to the windowed signal's mean square (Parseval), so a band
-    holds the share of the mean square between its edges: bins ``band_lo[b] <= k < band_hi[b]``.
-    Amplitude is scaled so that a sine of amplitude A centred on a bin reads A. Centroid and
-    spread are in Hz; the spectral kurtosis is the fourth standardised moment of frequency
-    under the power distribution. ``power`` is scratch of N//2+1 float64.
+    ``windowed`` is the mean-removed signal times a Hann window (N even); ``spectrum`` (N//2+1
+    complex, of its precision) and ``power`` (N//2+1 float64) are scratch. Power is scaled to sum
+    to the windowed signal's mean square (Parseval), so a band holds the share of the mean square
+    in its bins ``band_lo[b] <= k < band_hi[b]``. Amplitude is scaled so that a sine of amplitude
+    A centred on a bin reads A. Centroid and spread are in Hz; the spectral kurtosis is the
+    fourth standardised moment of frequency under the power distribution.
     """
+    n = windowed.size
     m = n // 2 + 1
-    df = sample_rate / n
-    p_scale = 1.0 / (n * window_sq_sum)
-    total = 0.0
-    first = 0.0
-    best = -1.0
-    best_k = 1
+    r2c(windowed, spectrum, AXIS, True, 1.0, 1)
+    scale = 2.0 / (n * window_sq_sum)
     for k in range(m):
         re = np.float64(spectrum[k].real)
         im = np.float64(spectrum[k].imag)
-        mag2 = re * re + im * im
-        edge = k == 0 or 2 * k == n
-        p = mag2 * p_scale if edge else 2.0 * mag2 * p_scale
-        power[k] = p
-        total += p
-        first += k * p
-        a = mag2 if edge else 4.0 * mag2
-        if k > 0 and a > best:
-            best = a
-            best_k = k
+        power[k] = (re * re + im * im) * scale
+    # DC and Nyquist stand for one frequency each, not a positive and a negative one.
+    power[0] *= 0.5
+    power[m - 1] *= 0.5
+    total = 0.0
+    first = 0.0
+    for k in range(m):
+        total += power[k]
+        first += k * power[k]
     for b in range(band_lo.size):
         e = 0.0
         for k in range(band_lo[b], band_hi[b]):
@@ -96,18 +93,28 @@ def spectral_features(
     if total <= 0.0:
         out[:5] = 0.0
         return
-    centroid_bin = first / total
+    best = largest(power[1 : m - 1])
+    best_k = 1
+    while best_k < m - 2 and power[best_k] != best:
+        best_k += 1
+    # An interior bin's amplitude squared is twice its power (times a constant); Nyquist's, once.
+    peak2 = 2.0 * best
+    if power[m - 1] > peak2:
+        peak2 = power[m - 1]
+        best_k = m - 1
+    centroid = first / total
     c2 = 0.0
     c4 = 0.0
     for k in range(m):
-        d = k - centroid_bin
+        d = k - centroid
         d2 = d * d
         c2 += d2 * power[k]
         c4 += d2 * d2 * power[k]
     c2 /= total
     c4 /= total
-    out[0] = centroid_bin * df
+    df = sample_rate / n
+    out[0] = centroid * df
     out[1] = np.sqrt(c2) * df
     out[2] = c4 / (c2 * c2) if c2 > 0.0 else 0.0
     out[3] = best_k * df
-    out[4] = np.sqrt(best) / window_sum
+    out[4] = np.sqrt(peak2 * n * window_sq_sum) / window_sum

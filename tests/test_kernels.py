@@ -34,7 +34,11 @@ def test_time_features_match_reference(dtype, data):
     x64 = x.astype(np.float64)
     assume(np.var(x64) > 1e-8 * np.mean(x64**2))
     out = np.empty(len(TIME_FEATURES))
-    assert time_features(x, out)
+    windowed = np.empty_like(x)
+    window = np.linspace(0.0, 1.0, x.size).astype(dtype)
+    assert time_features(x, window, windowed, out)
+    centred = (x64 - x64.mean()) * window
+    np.testing.assert_allclose(windowed, centred, rtol=0, atol=TOLERANCE[dtype] * np.abs(x64).max())
     amplitude = float(np.max(np.abs(x64)))
     for name, got, want in zip(TIME_FEATURES, out, reference.time_features(x), strict=True):
         atol = feature_tolerance(name, amplitude, 1.0, TOLERANCE[dtype])
@@ -138,10 +142,10 @@ def test_sine_reads_its_frequency_and_rms(freq_bins, amplitude, phase):
     spec = FeatureSpec(kind="waveform", sample_rate=rate, window=n, channels=["a"])
     named = dict(zip(spec.feature_names, Featurizer(spec)(x[None, None])[0], strict=True))
     assert abs(named["ch0.dominant_freq"] - f) <= rate / n
-    # Over a whole number of periods RMS is exactly A/sqrt(2); a partial period shifts it by
-    # at most A/(2 pi cycles) in the mean square.
-    cycles = f * n / rate
-    assert named["ch0.rms"] == pytest.approx(amplitude / math.sqrt(2), rel=1 / (2 * cycles) + 1e-6)
+    # The mean square of n samples of a sine is A^2/2 (1 - S/n) with |S| <= 1/|sin(w)|, w the
+    # radians per sample, so the RMS is A/sqrt(2) within 1/(2 n |sin w|).
+    bound = 1 / (2 * n * abs(math.sin(2 * math.pi * f / rate)))
+    assert named["ch0.rms"] == pytest.approx(amplitude / math.sqrt(2), rel=bound + 1e-6)
 
 
 def test_gaussian_noise_has_kurtosis_three():

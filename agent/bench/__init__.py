@@ -1,0 +1,1 @@
+"""Benchmarks behind ``edgewatch bench``: speed and capacity measured on this machine."""
