@@ -14,20 +14,13 @@ the kernels, with a clear error for data that does not fit the spec.
 import math
 from fractions import Fraction
 from functools import cached_property
+from itertools import pairwise
 from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from kernels.batch import (
-    BANDS,
-    ENVELOPE,
-    SPECTRAL,
-    STRIDE,
-    TIME,
-    window_features,
-    windows_features,
-)
+from kernels.batch import make_plan, window_features, windows_features
 from kernels.envelope import ENVELOPE_FEATURES, bearing_frequencies
 from kernels.rolling import ROLLING_FEATURES, RollingState, rolling_features
 from kernels.spectral import SPECTRAL_FEATURES, hann
@@ -43,8 +36,16 @@ MAX_MAGNITUDE = 1e15
 DEFAULT_BANDS = 4
 DEFAULT_HISTORY = 30
 DEFAULT_EWMA_ALPHA = 0.1
-_WAVEFORM_ONLY = ("sample_rate", "window", "hop", "families", "band_edges", "bearing", "shaft_hz",
-                  "envelope_band")
+_WAVEFORM_ONLY = (
+    "sample_rate",
+    "window",
+    "hop",
+    "families",
+    "band_edges",
+    "bearing",
+    "shaft_hz",
+    "envelope_band",
+)
 
 
 class FeatureError(ValueError):
@@ -162,7 +163,7 @@ class FeatureSpec(BaseModel):
             edges = self.band_edges
             if edges is None or len(edges) < 2:
                 raise ValueError("band_edges needs at least two edges for the bands family")
-            if any(b <= a for a, b in zip(edges, edges[1:], strict=False)) or edges[0] < 0:
+            if any(b <= a for a, b in pairwise(edges)) or edges[0] < 0:
                 raise ValueError(f"band_edges must be >= 0 and strictly increasing, got {edges}")
             if edges[-1] > nyquist:
                 raise ValueError(
@@ -217,7 +218,7 @@ class FeatureSpec(BaseModel):
         table = {
             "time": TIME_FEATURES,
             "spectral": SPECTRAL_FEATURES,
-            "bands": tuple(f"band_{_fmt(a)}_{_fmt(b)}" for a, b in zip(edges, edges[1:])),
+            "bands": tuple(f"band_{_fmt(a)}_{_fmt(b)}" for a, b in pairwise(edges)),
             "envelope": ENVELOPE_FEATURES,
         }
         return {family: names for family, names in table.items() if family in self.families}
@@ -231,7 +232,9 @@ class FeatureSpec(BaseModel):
     def feature_names(self) -> tuple[str, ...]:
         """Every feature, channel by channel: ``ch0.rms``, ``ch0.band_0_1500``, ..."""
         return tuple(
-            f"ch{c}.{name}" for c in range(len(self.channels)) for name in self.channel_feature_names
+            f"ch{c}.{name}"
+            for c in range(len(self.channels))
+            for name in self.channel_feature_names
         )
 
 
@@ -271,7 +274,8 @@ class Featurizer:
         if spec.kind == "waveform":
             self._plan_waveform(spec)
         elif spec.kind == "process":
-            assert spec.history is not None
+            assert spec.history is not None and spec.ewma_alpha is not None
+            self._alpha = spec.ewma_alpha
             self._state = RollingState.empty(spec.history, len(spec.channels))
 
     def _plan_waveform(self, spec: FeatureSpec) -> None:
@@ -280,12 +284,10 @@ class Featurizer:
         assert spec.families is not None
         n, rate = spec.window, spec.sample_rate
         self._tail = (len(spec.channels), n)
-        layout = np.full(5, -1, dtype=np.int64)
-        layout[STRIDE] = len(spec.channel_feature_names)
-        slot = {"time": TIME, "spectral": SPECTRAL, "bands": BANDS, "envelope": ENVELOPE}
+        offsets = {}
         offset = 0
         for family, names in spec.family_feature_names.items():
-            layout[slot[family]] = offset
+            offsets[family] = offset
             offset += len(names)
         no_bins = np.zeros(0, dtype=np.int64)
         band_lo, band_hi = (
@@ -296,6 +298,7 @@ class Featurizer:
         if "envelope" in spec.families:
             defects = np.array(spec.defect_frequencies)
             read_bins = np.rint(np.concatenate([defects, 2 * defects]) * n / rate).astype(np.int64)
+        plan = make_plan(offset, offsets, band_lo, band_hi, (pass_lo[0], pass_hi[0]), read_bins)
         self._kernel_args = {}
         for dtype in (np.float32, np.float64):
             window = hann(n).astype(dtype)
@@ -304,38 +307,37 @@ class Featurizer:
                 float(window.sum(dtype=np.float64)),
                 float((window.astype(np.float64) ** 2).sum()),
                 float(rate),
-                band_lo,
-                band_hi,
-                np.concatenate([pass_lo, pass_hi]),
-                read_bins,
-                layout,
+                plan,
             )
 
     def __call__(self, data: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if self.spec.kind == "waveform":
-            return self._waveform(data, out)
+            # The usual case in as few steps as can be: this runs once per window on a gateway.
+            args = self._kernel_args.get(data.dtype.char) if type(data) is np.ndarray else None
+            if args is None or data.shape[1:] != self._tail or not data.flags.c_contiguous:
+                data = self._checked(data, self._tail, "windows x channels x samples")
+                args = self._kernel_args[data.dtype.char]
+            n = data.shape[0]
+            out = np.empty((n, self.width), np.float32) if out is None else self._output(n, out)
+            if n == 1:
+                finite = window_features(data, 0, *args, out)
+            else:
+                finite = windows_features(data, *args, out)
+            if not finite:
+                self._explain_nonfinite(data)
+            return out
         rows = self._checked(data, (len(self.spec.channels),), "rows x channels")
         out = self._output(rows.shape[0], out)
         bad = ~np.isfinite(rows)
         if bad.any():
             r, c = np.argwhere(bad)[0]
-            raise FeatureError(f"data: row {r}, channel {c} ({self.spec.channels[c]}) is NaN or inf")
+            raise FeatureError(
+                f"data: row {r}, channel {c} ({self.spec.channels[c]}) is NaN or inf"
+            )
         if self.spec.kind == "record":
             np.copyto(out, rows, casting="same_kind")
         else:
-            rolling_features(rows, self.spec.ewma_alpha, *self._state, out)
-        return out
-
-    def _waveform(self, data: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        windows = self._checked(data, self._tail, "windows x channels x samples")
-        out = self._output(windows.shape[0], out)
-        args = self._kernel_args[windows.dtype.char]
-        if windows.shape[0] == 1:
-            finite = window_features(windows[0], *args, out[0])
-        else:
-            finite = windows_features(windows, *args, out)
-        if not finite:
-            self._explain_nonfinite(windows)
+            rolling_features(rows, self._alpha, *self._state, out)
         return out
 
     def _checked(self, data: np.ndarray, tail: tuple[int, ...], axes: str) -> np.ndarray:
@@ -352,7 +354,7 @@ class Featurizer:
         if out is None:
             return np.empty((n, self.width), dtype=np.float32)
         if (
-            not isinstance(out, np.ndarray)
+            type(out) is not np.ndarray
             or out.dtype.char not in "fd"
             or out.shape != (n, self.width)
             or not out.flags.c_contiguous

@@ -91,7 +91,8 @@ def _profile(t: np.ndarray, start: float, changes: tuple[tuple[float, float], ..
     """A value that ramps linearly between ``(time, value)`` breakpoints, from ``start`` at 0."""
     times = np.array([0.0, *(c[0] for c in changes)])
     values = np.array([start, *(c[1] for c in changes)])
-    return np.interp(t, times, values)
+    ramp: np.ndarray = np.interp(t, times, values)
+    return ramp
 
 
 def _labels(n: int, sample_rate: float, faults: tuple[Fault, ...]) -> np.ndarray:
@@ -125,7 +126,10 @@ def _ring(sample_rate: float, frequency: float, damping: float) -> np.ndarray:
     """A structural resonance's response to one unit impact, until it has decayed to 1 %."""
     decay = 2 * np.pi * damping * frequency
     tau = np.arange(int(np.log(100.0) / decay * sample_rate) + 1) / sample_rate
-    return np.exp(-decay * tau) * np.sin(2 * np.pi * frequency * np.sqrt(1 - damping**2) * tau)
+    ring: np.ndarray = np.exp(-decay * tau) * np.sin(
+        2 * np.pi * frequency * np.sqrt(1 - damping**2) * tau
+    )
+    return ring
 
 
 def simulate_waveform(
@@ -145,7 +149,7 @@ def simulate_waveform(
             raise ValueError(f"{fault.kind} is a process fault, not a waveform fault")
     _check_channels(faults, channels)
     rng = np.random.default_rng(seed)
-    n = int(round(duration * sample_rate))
+    n = round(duration * sample_rate)
     t = np.arange(n) / sample_rate
     speed = _profile(t, machine.shaft_hz, machine.speed_changes)
     load = _profile(t, 1.0, machine.load_changes)
@@ -153,13 +157,15 @@ def simulate_waveform(
     theta = 2 * np.pi * revolutions
     signal = np.zeros((channels, n))
     for axis in range(channels):
-        shaft_gain, impact_gain = _AXIS_GAINS[axis]
+        shaft_gain = _AXIS_GAINS[axis][0]
         quadrature = axis * np.pi / 2
         locked = sum(
             a * np.sin((h + 1) * theta + quadrature + h) for h, a in enumerate(machine.harmonics)
         )
-        mesh = machine.gear_amplitude * (1 + 0.3 * np.cos(theta)) * np.sin(
-            machine.gear_teeth * theta + quadrature
+        mesh = (
+            machine.gear_amplitude
+            * (1 + 0.3 * np.cos(theta))
+            * np.sin(machine.gear_teeth * theta + quadrature)
         )
         signal[axis] = shaft_gain * load * (locked + mesh)
         signal[axis] += rng.normal(0.0, machine.noise_rms, n)
@@ -174,8 +180,8 @@ def simulate_waveform(
         elif fault.kind == "misalignment":
             for axis in range(channels):
                 gain = 1.5 if axis == 2 else 0.6
-                signal[axis, span] += gain * s * (
-                    0.4 * np.sin(2 * theta[span]) + 0.2 * np.sin(theta[span])
+                signal[axis, span] += (
+                    gain * s * (0.4 * np.sin(2 * theta[span]) + 0.2 * np.sin(theta[span]))
                 )
         elif fault.kind == "looseness":
             loose = sum(0.15 / h * np.sin(h * theta[span] + h) for h in range(1, 11))
@@ -190,8 +196,9 @@ def simulate_waveform(
             signal[axis] += _AXIS_GAINS[axis][1] * np.convolve(impacts, ring)[:n]
     for fault in faults:
         _sensor_fault(signal, fault, sample_rate, rng)
-    return Simulation(signal.astype(np.float32), _labels(n, sample_rate, faults), faults,
-                      sample_rate)
+    return Simulation(
+        signal.astype(np.float32), _labels(n, sample_rate, faults), faults, sample_rate
+    )
 
 
 def _defect_impacts(
@@ -215,8 +222,9 @@ def _defect_impacts(
     elif fault.kind == "ball":
         weight *= 0.55 + 0.45 * np.cos(2 * np.pi * ftf * at)
     impacts = np.zeros(t.size)
-    np.add.at(impacts, np.minimum(np.round(times * sample_rate).astype(np.int64), t.size - 1),
-              weight)
+    np.add.at(
+        impacts, np.minimum(np.round(times * sample_rate).astype(np.int64), t.size - 1), weight
+    )
     return impacts
 
 
@@ -252,8 +260,9 @@ _PROCESS_FAULT_SCALE = {"temperature": 2.0, "pressure": 0.2, "current": 0.5, "fl
 def _check_channels(faults: tuple[Fault, ...], channels: int) -> None:
     for fault in faults:
         if fault.channel is not None and fault.channel >= channels:
-            raise ValueError(f"{fault.kind} fault on channel {fault.channel}, but there are "
-                             f"{channels} channels")
+            raise ValueError(
+                f"{fault.kind} fault on channel {fault.channel}, but there are {channels} channels"
+            )
 
 
 def simulate_process(
@@ -274,7 +283,7 @@ def simulate_process(
             raise ValueError(f"{fault.kind} is a waveform fault, not a process fault")
     _check_channels(faults, len(PROCESS_CHANNELS))
     rng = np.random.default_rng(seed)
-    n = int(round(duration * rate))
+    n = round(duration * rate)
     t = np.arange(n) / rate
     load = np.empty(n)
     level = 0.7

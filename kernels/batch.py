@@ -1,88 +1,128 @@
 """Features of whole windows ``[channels, N]``, one at a time or a batch ``[n, channels, N]``.
 
-Which families are computed, and where each lands in a channel's block of the output row, is
-the ``layout``: ``[stride, time, spectral, bands, envelope]``, an offset per family or -1 when
-the family is off. Families that need no FFT cost none. ``window`` is the Hann window in the
-precision of the samples, which sets the precision of every pass over them.
+What to compute is a ``plan``, one int64 array (see ``make_plan``): where each family lands in a
+channel's block of the output row (-1 when it is off), the band and envelope bins. Families
+that need no FFT cost none. ``window`` is the Hann window in the precision of the samples,
+which sets the precision of every pass over them.
 """
 
 import numba
 import numpy as np
+from rocket_fft import r2c
 
 from .config import jit, jit_parallel
 from .envelope import ENVELOPE_FEATURES, envelope_features
 from .precision import complex_empty
-from .spectral import SPECTRAL_FEATURES, spectral_features
+from .spectral import LAST_AXIS, SPECTRAL_FEATURES, spectral_features
 from .timedomain import TIME_FEATURES, time_features
 
 N_TIME = len(TIME_FEATURES)
 N_SPECTRAL = len(SPECTRAL_FEATURES)
 N_ENVELOPE = len(ENVELOPE_FEATURES)
-STRIDE, TIME, SPECTRAL, BANDS, ENVELOPE = range(5)
+# The plan's head: the output layout, then the envelope's pass band and two counts.
+STRIDE, TIME, SPECTRAL, BANDS, ENVELOPE, PASS_LO, PASS_HI, N_BANDS, N_READ = range(9)
+_HEAD = 9
+
+
+def make_plan(
+    stride: int,
+    offsets: dict[str, int],
+    band_lo: np.ndarray,
+    band_hi: np.ndarray,
+    pass_band: tuple[int, int],
+    read_bins: np.ndarray,
+) -> np.ndarray:
+    """The kernels' plan: ``stride`` features per channel, each family's offset in a channel's
+    block (``offsets`` names those that are on), band bins ``band_lo[b] <= k < band_hi[b]``, the
+    envelope's pass band ``[lo, hi)`` in bins, and the envelope bins to read."""
+    head = [stride] + [offsets.get(f, -1) for f in ("time", "spectral", "bands", "envelope")]
+    head += [pass_band[0], pass_band[1], len(band_lo), len(read_bins)]
+    return np.concatenate([head, band_lo, band_hi, read_bins]).astype(np.int64)
 
 
 @jit
 def window_features(
-    x: np.ndarray,
+    windows: np.ndarray,
+    i: int,
     window: np.ndarray,
     window_sum: float,
     window_sq_sum: float,
     sample_rate: float,
-    band_lo: np.ndarray,
-    band_hi: np.ndarray,
-    pass_band: np.ndarray,
-    read_bins: np.ndarray,
-    layout: np.ndarray,
-    out: np.ndarray,
+    plan: np.ndarray,
+    features: np.ndarray,
 ) -> bool:
-    """Write one window's features into the row ``out``; ``pass_band`` is the envelope's
-    ``[lo, hi)`` bins. Returns whether every feature is finite."""
+    """Write the features of ``windows[i]`` into ``features[i]``. Returns whether every feature
+    is finite."""
+    x = windows[i]
+    out = features[i]
     channels, n = x.shape
     m = n // 2 + 1
-    n_bands = band_lo.size
-    want_spectrum = layout[SPECTRAL] >= 0 or layout[BANDS] >= 0
-    want_envelope = layout[ENVELOPE] >= 0
-    buf = np.empty(n, dtype=x.dtype)
-    spectra = complex_empty(x, m + n if want_envelope else m)
-    spectrum = spectra[:m]
-    analytic = spectra[m:]
-    work = np.zeros(m + N_TIME + N_SPECTRAL + n_bands + N_ENVELOPE)
+    n_bands = plan[N_BANDS]
+    band_lo = plan[_HEAD : _HEAD + n_bands]
+    band_hi = plan[_HEAD + n_bands : _HEAD + 2 * n_bands]
+    read_bins = plan[_HEAD + 2 * n_bands : _HEAD + 2 * n_bands + plan[N_READ]]
+    want_spectrum = plan[SPECTRAL] >= 0 or plan[BANDS] >= 0
+    want_envelope = plan[ENVELOPE] >= 0
+    windowed = np.empty((channels, n), dtype=x.dtype)
+    spectra = complex_empty(x, channels * m).reshape((channels, m))
+    work = np.empty(m + channels * N_TIME + N_SPECTRAL + n_bands + N_ENVELOPE)
     power = work[:m]
-    time = work[m : m + N_TIME]
-    spectral = work[m + N_TIME : m + N_TIME + N_SPECTRAL]
-    bands = work[m + N_TIME + N_SPECTRAL : m + N_TIME + N_SPECTRAL + n_bands]
-    envelope = work[m + N_TIME + N_SPECTRAL + n_bands :]
+    times = work[m : m + channels * N_TIME].reshape((channels, N_TIME))
+    spectral = work[m + channels * N_TIME : m + channels * N_TIME + N_SPECTRAL]
+    bands = work[m + channels * N_TIME + N_SPECTRAL : m + channels * N_TIME + N_SPECTRAL + n_bands]
+    envelope = work[m + channels * N_TIME + N_SPECTRAL + n_bands :]
+    varies = np.empty(channels, dtype=np.bool_)
     for c in range(channels):
-        row = x[c]
-        base = c * layout[STRIDE]
-        varies = time_features(row, window, buf, time)
-        if layout[TIME] >= 0:
-            o = base + layout[TIME]
-            out[o : o + N_TIME] = time
-        if want_spectrum:
-            if varies:
+        varies[c] = time_features(x[c], window, windowed[c], times[c])
+        if plan[TIME] >= 0:
+            o = c * plan[STRIDE] + plan[TIME]
+            out[o : o + N_TIME] = times[c]
+    if want_spectrum:
+        r2c(windowed, spectra, LAST_AXIS, True, 1.0, 1)
+        for c in range(channels):
+            if varies[c]:
                 spectral_features(
-                    buf, sample_rate, window_sum, window_sq_sum, band_lo, band_hi,
-                    spectrum, power, spectral, bands,
+                    spectra[c],
+                    n,
+                    sample_rate,
+                    window_sum,
+                    window_sq_sum,
+                    band_lo,
+                    band_hi,
+                    power,
+                    spectral,
+                    bands,
                 )
             else:
                 spectral[:] = 0.0
                 bands[:] = 0.0
-            if layout[SPECTRAL] >= 0:
-                o = base + layout[SPECTRAL]
+            base = c * plan[STRIDE]
+            if plan[SPECTRAL] >= 0:
+                o = base + plan[SPECTRAL]
                 out[o : o + N_SPECTRAL] = spectral
-            if layout[BANDS] >= 0:
-                o = base + layout[BANDS]
+            if plan[BANDS] >= 0:
+                o = base + plan[BANDS]
                 out[o : o + n_bands] = bands
-        if want_envelope:
-            if varies:
+    if want_envelope:
+        analytic = complex_empty(x, n)
+        for c in range(channels):
+            if varies[c]:
                 envelope_features(
-                    row, time[0], window, window_sum, pass_band[0], pass_band[1], read_bins,
-                    analytic, buf, spectrum, envelope,
+                    x[c],
+                    times[c, 0],
+                    window,
+                    window_sum,
+                    plan[PASS_LO],
+                    plan[PASS_HI],
+                    read_bins,
+                    analytic,
+                    windowed[c],
+                    spectra[c],
+                    envelope,
                 )
             else:
                 envelope[:] = 0.0
-            o = base + layout[ENVELOPE]
+            o = c * plan[STRIDE] + plan[ENVELOPE]
             out[o : o + N_ENVELOPE] = envelope
     finite = True
     for j in range(out.size):
@@ -97,11 +137,7 @@ def windows_features(
     window_sum: float,
     window_sq_sum: float,
     sample_rate: float,
-    band_lo: np.ndarray,
-    band_hi: np.ndarray,
-    pass_band: np.ndarray,
-    read_bins: np.ndarray,
-    layout: np.ndarray,
+    plan: np.ndarray,
     out: np.ndarray,
 ) -> bool:
     """``window_features`` over ``windows[n, channels, N]`` into ``out[n, F]``, windows in
@@ -110,7 +146,6 @@ def windows_features(
     finite = np.empty(count, dtype=np.bool_)
     for i in numba.prange(count):
         finite[i] = window_features(
-            windows[i], window, window_sum, window_sq_sum, sample_rate, band_lo, band_hi,
-            pass_band, read_bins, layout, out[i],
+            windows, i, window, window_sum, window_sq_sum, sample_rate, plan, out
         )
     return bool(finite.all())

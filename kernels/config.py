@@ -20,21 +20,21 @@ import rocket_fft
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def cache_dir() -> Path:
-    """Where this version of the kernels keeps its compiled code."""
+def cache_dir(sources: Path = Path(__file__).parent) -> Path:
+    """Where this version of the kernels (the ``*.py`` in ``sources``) keeps its compiled code."""
     base = os.environ.get("NUMBA_CACHE_DIR")
     if not base:
         xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         base = os.path.join(xdg, "edgewatch", "numba")
     digest = hashlib.sha256(rocket_fft.__version__.encode())
-    for source in sorted(Path(__file__).parent.glob("*.py")):
+    for source in sorted(sources.glob("*.py")):
         digest.update(source.name.encode())
         digest.update(source.read_bytes())
     return Path(base) / digest.hexdigest()[:16]
 
 
 # Read by numba when each decorator below creates its cache, so it must be set before them.
-numba.config.CACHE_DIR = str(cache_dir())
+numba.config.CACHE_DIR = str(cache_dir())  # type: ignore[attr-defined]  # set at run time
 
 # Not nnan or ninf: NaN and inf must survive arithmetic so that bad samples show in the output.
 # Not afn: approximate sqrt/cos would cost precision the reference tests hold us to.

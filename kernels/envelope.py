@@ -16,6 +16,7 @@ from .spectral import AXIS
 DEFECTS = ("bpfo", "bpfi", "bsf", "ftf")
 ENVELOPE_FEATURES = tuple(f"env_{d}" for d in DEFECTS) + tuple(f"env_{d}_2x" for d in DEFECTS)
 
+
 def bearing_frequencies(
     shaft_hz: float,
     balls: int,

@@ -1,7 +1,6 @@
 """The one-sided spectrum of a Hann-windowed channel and the features read from it."""
 
 import numpy as np
-from rocket_fft import r2c
 
 from .config import jit
 
@@ -14,12 +13,13 @@ SPECTRAL_FEATURES = (
 )
 
 AXIS = np.zeros(1, dtype=np.int64)
+LAST_AXIS = np.ones(1, dtype=np.int64)
 
 
 def hann(n: int) -> np.ndarray:
     """The periodic Hann window, as used for spectral analysis (``scipy.signal.get_window``).
 
-    >>> hann(4).tolist()
+    >>> hann(4).round(12).tolist()
     [0.0, 0.5, 1.0, 0.5]
     """
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
@@ -44,47 +44,48 @@ def largest(x: np.ndarray) -> float:
     best = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
     for i in range(full, n):
         best = max(best, x[i])
-    return best
+    return float(best)
 
 
 @jit
 def spectral_features(
-    windowed: np.ndarray,
+    spectrum: np.ndarray,
+    n: int,
     sample_rate: float,
     window_sum: float,
     window_sq_sum: float,
     band_lo: np.ndarray,
     band_hi: np.ndarray,
-    spectrum: np.ndarray,
     power: np.ndarray,
     out: np.ndarray,
     bands: np.ndarray,
 ) -> None:
-    """Spectral shape, the dominant peak and band powers of one windowed channel.
+    """Spectral shape, the dominant peak and band powers of one channel.
 
-    ``windowed`` is the mean-removed signal times a Hann window (N even); ``spectrum`` (N//2+1
-    complex, of its precision) and ``power`` (N//2+1 float64) are scratch. Power is scaled to sum
+    ``spectrum`` is the rfft (N//2+1 bins, N even) of the mean-removed signal times a Hann
+    window; ``power`` (N//2+1 float64) is scratch. Power is scaled to sum
     to the windowed signal's mean square (Parseval), so a band holds the share of the mean square
     in its bins ``band_lo[b] <= k < band_hi[b]``. Amplitude is scaled so that a sine of amplitude
     A centred on a bin reads A. Centroid and spread are in Hz; the spectral kurtosis is the
     fourth standardised moment of frequency under the power distribution.
     """
-    n = windowed.size
     m = n // 2 + 1
-    r2c(windowed, spectrum, AXIS, True, 1.0, 1)
     scale = 2.0 / (n * window_sq_sum)
-    for k in range(m):
-        re = np.float64(spectrum[k].real)
-        im = np.float64(spectrum[k].imag)
-        power[k] = (re * re + im * im) * scale
-    # DC and Nyquist stand for one frequency each, not a positive and a negative one.
-    power[0] *= 0.5
-    power[m - 1] *= 0.5
     total = 0.0
     first = 0.0
     for k in range(m):
-        total += power[k]
-        first += k * power[k]
+        re = spectrum[k].real
+        im = spectrum[k].imag
+        p = np.float64(re * re + im * im) * scale
+        power[k] = p
+        total += p
+        first += k * p
+    # DC and Nyquist stand for one frequency each, not a positive and a negative one.
+    edge = 0.5 * power[m - 1]
+    power[0] *= 0.5
+    power[m - 1] = edge
+    total -= power[0] + edge
+    first -= (m - 1) * edge
     for b in range(band_lo.size):
         e = 0.0
         for k in range(band_lo[b], band_hi[b]):

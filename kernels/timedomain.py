@@ -3,7 +3,7 @@
 import numpy as np
 
 from .config import jit
-from .precision import cast_like
+from .precision import cast_like, ordered_bits, ordered_key
 
 TIME_FEATURES = (
     "mean",
@@ -25,40 +25,19 @@ FLAT_VARIANCE_RATIO = 1e-20
 
 
 @jit
-def min_max(x: np.ndarray, scratch: np.ndarray) -> tuple[float, float]:
-    """The smallest and largest of ``x``, by halving: each level is an elementwise min/max,
-    which vectorises where a running reduction that must respect NaN does not.
-    ``scratch`` holds at least ``x.size`` values of x's type."""
-    n = x.size
-    half = n // 2
-    if half == 0:
-        return np.float64(x[0]), np.float64(x[0])
-    lo = scratch[:half]
-    hi = scratch[half : 2 * half]
-    for i in range(half):
-        a = x[i]
-        b = x[i + half]
-        lo[i] = a if a < b else b
-        hi[i] = a if a > b else b
-    m = half
-    while m > 1:
-        h = m // 2
-        for i in range(h):
-            a = lo[i]
-            b = lo[i + h]
-            lo[i] = a if a < b else b
-            a = hi[i]
-            b = hi[i + h]
-            hi[i] = a if a > b else b
-        if m % 2:
-            lo[0] = min(lo[0], lo[m - 1])
-            hi[0] = max(hi[0], hi[m - 1])
-        m = h
-    smallest, largest = lo[0], hi[0]
-    if n % 2:
-        smallest = min(smallest, x[n - 1])
-        largest = max(largest, x[n - 1])
-    return np.float64(smallest), np.float64(largest)
+def min_max(x: np.ndarray) -> tuple[float, float]:
+    """The smallest and largest of ``x``, through integer keys that order as the floats do."""
+    bits, shift, mask = ordered_bits(x)
+    lo = hi = ordered_key(bits[0], shift, mask)
+    for i in range(1, bits.size):
+        k = ordered_key(bits[i], shift, mask)
+        lo = min(lo, k)
+        hi = max(hi, k)
+    pair = np.empty(2, dtype=bits.dtype)
+    pair[0] = ordered_key(lo, shift, mask)
+    pair[1] = ordered_key(hi, shift, mask)
+    values = pair.view(x.dtype)
+    return np.float64(values[0]), np.float64(values[1])
 
 
 @jit
@@ -84,7 +63,7 @@ def time_features(x: np.ndarray, window: np.ndarray, windowed: np.ndarray, out: 
         s2 += v64 * v64
         sa += a
         sq += np.sqrt(a)
-    lo, hi = min_max(x, windowed)
+    lo, hi = min_max(x)
     mean = s / n
     center = cast_like(x, mean)
     e = mean - np.float64(center)

@@ -4,6 +4,7 @@ The kernels must match these. Written for clarity, never for speed.
 """
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import scipy.signal
@@ -78,13 +79,14 @@ def spectral_features(
     k = 1 + int(np.argmax(amp[1:]))
     bands = [
         float(np.sum(power[_band_mask(freqs, lo, hi, sample_rate)]))
-        for lo, hi in zip(band_edges, band_edges[1:], strict=False)
+        for lo, hi in pairwise(band_edges)
     ]
     return [centroid, spread, kurt, freqs[k], amp[k]], bands
 
 
 def amplitude_spectrum(x: np.ndarray) -> np.ndarray:
-    """One-sided amplitude of (x - mean) under a Hann window: a centred sine of amplitude A reads A."""
+    """One-sided amplitude of (x - mean) under a Hann window; a centred sine of amplitude A
+    reads A."""
     x = np.asarray(x, dtype=np.float64)
     w = scipy.signal.get_window("hann", len(x))
     return _one_sided_scale(len(x)) * np.abs(np.fft.rfft((x - x.mean()) * w)) / np.sum(w)

@@ -52,7 +52,9 @@ def reference_window(x: np.ndarray, spec) -> dict[str, float]:  # type: ignore[n
         fam: list[float] = []
         if "time" in spec.families:
             fam += reference.time_features(row)
-        spectral, bands = reference.spectral_features(row, spec.sample_rate, spec.band_edges or (0,))
+        spectral, bands = reference.spectral_features(
+            row, spec.sample_rate, spec.band_edges or (0,)
+        )
         if "spectral" in spec.families:
             fam += spectral
         if "bands" in spec.families:

@@ -4,14 +4,19 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from agent.features import Featurizer, FeatureError, FeatureSpec, band_bins, featurize
+from agent.features import FeatureError, FeatureSpec, Featurizer, band_bins, featurize
 
 BEARING = {"balls": 9, "ball_diameter": 7.94, "pitch_diameter": 39.04}
 
 
 def waveform(**overrides):
-    options = {"kind": "waveform", "sample_rate": 12000, "window": 4096, "hop": 2048,
-               "channels": ["de"]}
+    options = {
+        "kind": "waveform",
+        "sample_rate": 12000,
+        "window": 4096,
+        "hop": 2048,
+        "channels": ["de"],
+    }
     options.update(overrides)
     return FeatureSpec(**options)
 
@@ -21,8 +26,13 @@ def test_the_documented_waveform_spec_has_sensible_defaults():
     assert spec.families == ("time", "spectral", "bands")
     assert spec.band_edges == (0.0, 1500.0, 3000.0, 4500.0, 6000.0)
     names = spec.feature_names
-    for name in ("ch0.rms", "ch0.kurtosis", "ch0.dominant_freq", "ch0.dominant_amp",
-                 "ch0.band_1500_3000"):
+    for name in (
+        "ch0.rms",
+        "ch0.kurtosis",
+        "ch0.dominant_freq",
+        "ch0.dominant_amp",
+        "ch0.band_1500_3000",
+    ):
         assert name in names
     assert len(names) == len(set(names)) == 20
     assert FeatureSpec(kind="waveform", sample_rate=1000, window=256, channels=["a"]).hop == 128
@@ -136,8 +146,9 @@ def test_process_rows_with_nan_are_refused_and_leave_the_state_alone():
     first = featurizer(rows[:1])
     with pytest.raises(FeatureError, match=r"row 0, channel 1 \(p\) is NaN or inf"):
         featurizer(np.array([[22.0, np.nan]]))
-    np.testing.assert_array_equal(np.concatenate([first, featurizer(rows[1:])]),
-                                  featurize(spec, rows))
+    np.testing.assert_array_equal(
+        np.concatenate([first, featurizer(rows[1:])]), featurize(spec, rows)
+    )
 
 
 def test_featurizer_checks_a_given_output_array():
@@ -159,3 +170,26 @@ def test_band_bins_put_each_bin_on_one_side_of_an_edge():
     assert hi.tolist() == [512, 1024, 2049]
     lo, hi = band_bins((10.0, 20.0), 12000.0, 4096)
     assert (lo.tolist(), hi.tolist()) == ([4], [7])
+
+
+def test_the_numba_cache_follows_numba_cache_dir_and_the_kernel_sources(tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    import kernels
+    from kernels.config import cache_dir
+
+    sources = tmp_path / "kernels"
+    shutil.copytree(
+        Path(kernels.__file__).parent, sources, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    before = cache_dir(sources)
+    assert before.parent == tmp_path / "cache"
+    assert before == cache_dir(sources)
+    spectral = sources / "spectral.py"
+    spectral.write_text(spectral.read_text() + "\n# changed\n")
+    assert cache_dir(sources) != before
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir(sources).parent == tmp_path / "xdg" / "edgewatch" / "numba"

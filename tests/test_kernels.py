@@ -1,6 +1,7 @@
 """The kernels against the slow reference, and against answers known from first principles."""
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from agent.features import Featurizer, FeatureSpec
+from agent.features import FeatureSpec, Featurizer
 from agent.simulate import Fault, Machine, simulate_waveform
 from kernels.envelope import bearing_frequencies
 from kernels.spectral import hann
@@ -65,8 +66,7 @@ def waveform_specs(draw, channels: int, n: int):  # type: ignore[no-untyped-def]
     if draw(st.booleans()):
         interior = draw(st.lists(st.integers(1, 99), min_size=1, max_size=4, unique=True))
         options["band_edges"] = (0.0, *(nyquist * k / 100 for k in sorted(interior)), nyquist)
-        assume(all(hi - lo > 2 * rate / n for lo, hi in zip(options["band_edges"],
-                                                           options["band_edges"][1:])))
+        assume(all(hi - lo > 2 * rate / n for lo, hi in pairwise(options["band_edges"])))
     if draw(st.booleans()):
         bpfi_per_shaft = bearing_frequencies(1.0, **BEARING)[1]
         options["bearing"] = BEARING
@@ -106,21 +106,36 @@ def test_window_features_match_reference(dtype, data):
 def test_large_windows_match_reference(n):
     rng = np.random.default_rng(n)
     t = np.arange(n) / 25600.0
-    x = np.stack([
-        rng.standard_normal(n) + 3 * np.sin(2 * np.pi * 437.0 * t),
-        np.where(rng.random(n) < 0.01, 20.0, 0.0) + rng.standard_normal(n),
-        0.2 + rng.standard_normal(n) ** 3,
-    ])
-    spec = FeatureSpec(kind="waveform", sample_rate=25600, window=n, channels=["x", "y", "z"],
-                       bearing=BEARING, shaft_hz=29.95, envelope_band=(2000, 8000))
+    x = np.stack(
+        [
+            rng.standard_normal(n) + 3 * np.sin(2 * np.pi * 437.0 * t),
+            np.where(rng.random(n) < 0.01, 20.0, 0.0) + rng.standard_normal(n),
+            0.2 + rng.standard_normal(n) ** 3,
+        ]
+    )
+    spec = FeatureSpec(
+        kind="waveform",
+        sample_rate=25600,
+        window=n,
+        channels=["x", "y", "z"],
+        bearing=BEARING,
+        shaft_hz=29.95,
+        envelope_band=(2000, 8000),
+    )
     out = np.empty((1, len(spec.feature_names)))
     Featurizer(spec)(x[None], out=out)
     assert_matches_reference(out[0], x, spec, 1e-9)
 
 
 def test_batch_equals_one_window_at_a_time():
-    spec = FeatureSpec(kind="waveform", sample_rate=12000, window=1024, channels=["a", "b", "c"],
-                       bearing=BEARING, shaft_hz=25.0)
+    spec = FeatureSpec(
+        kind="waveform",
+        sample_rate=12000,
+        window=1024,
+        channels=["a", "b", "c"],
+        bearing=BEARING,
+        shaft_hz=25.0,
+    )
     windows = np.random.default_rng(7).standard_normal((9, 3, 1024)).astype(np.float32)
     featurizer = Featurizer(spec)
     batch = featurizer(windows)
@@ -165,8 +180,14 @@ def test_band_powers_add_up_to_the_windowed_mean_square(x, data):
     n = x.shape[1]
     cuts = data.draw(st.lists(st.integers(1, n // 2 - 1), max_size=6, unique=True))
     edges = (0.0, *sorted(k * rate / n for k in cuts), rate / 2)
-    spec = FeatureSpec(kind="waveform", sample_rate=rate, window=n, families=("bands",),
-                       band_edges=edges, channels=[f"c{i}" for i in range(x.shape[0])])
+    spec = FeatureSpec(
+        kind="waveform",
+        sample_rate=rate,
+        window=n,
+        families=("bands",),
+        band_edges=edges,
+        channels=[f"c{i}" for i in range(x.shape[0])],
+    )
     out = np.empty((1, len(spec.feature_names)))
     Featurizer(spec)(x[None], out=out)
     w = hann(n)
@@ -188,12 +209,23 @@ def test_bearing_frequencies_match_the_handbook():
 def test_outer_race_fault_raises_env_bpfo():
     machine = Machine()
     rate, n = 25600.0, 4096
-    spec = FeatureSpec(kind="waveform", sample_rate=rate, window=n, channels=["x", "y", "z"],
-                       bearing=machine.bearing, shaft_hz=machine.shaft_hz,
-                       envelope_band=(machine.resonance_hz - 1500, machine.resonance_hz + 1500))
+    spec = FeatureSpec(
+        kind="waveform",
+        sample_rate=rate,
+        window=n,
+        channels=["x", "y", "z"],
+        bearing=machine.bearing,
+        shaft_hz=machine.shaft_hz,
+        envelope_band=(machine.resonance_hz - 1500, machine.resonance_hz + 1500),
+    )
     healthy = simulate_waveform(machine, duration=2.0, sample_rate=rate, seed=1)
-    faulty = simulate_waveform(machine, duration=2.0, sample_rate=rate, seed=1,
-                               faults=[Fault(kind="outer_race", start=0.0, end=2.0)])
+    faulty = simulate_waveform(
+        machine,
+        duration=2.0,
+        sample_rate=rate,
+        seed=1,
+        faults=[Fault(kind="outer_race", start=0.0, end=2.0)],
+    )
     featurizer = Featurizer(spec)
     column = spec.feature_names.index("ch0.env_bpfo")
     before = featurizer(healthy.windows(n, n))[:, column]

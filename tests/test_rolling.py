@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from agent.features import Featurizer, FeatureSpec, featurize
+from agent.features import FeatureSpec, Featurizer, featurize
 from tests import reference
 
 
@@ -24,11 +24,16 @@ def quantised_streams(draw):  # type: ignore[no-untyped-def]
 
 
 @settings(deadline=None, max_examples=200)
-@given(rows=quantised_streams(), history=st.integers(2, 25), alpha=st.floats(0.01, 1.0),
-       data=st.data())
+@given(
+    rows=quantised_streams(), history=st.integers(2, 25), alpha=st.floats(0.01, 1.0), data=st.data()
+)
 def test_rolling_features_match_reference_in_any_chunking(rows, history, alpha, data):
-    spec = FeatureSpec(kind="process", channels=[f"p{i}" for i in range(rows.shape[1])],
-                       history=history, ewma_alpha=alpha)
+    spec = FeatureSpec(
+        kind="process",
+        channels=[f"p{i}" for i in range(rows.shape[1])],
+        history=history,
+        ewma_alpha=alpha,
+    )
     cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=5)))
     featurizer = Featurizer(spec)
     parts = [

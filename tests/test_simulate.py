@@ -13,7 +13,7 @@ RATE = 25600.0
 
 def amplitude_at(x: np.ndarray, hz: float, rate: float = RATE) -> float:
     spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)))) * 2 / np.hanning(len(x)).sum()
-    return float(spectrum[int(round(hz * len(x) / rate))])
+    return float(spectrum[round(hz * len(x) / rate)])
 
 
 def test_same_seed_same_signal_other_seed_other_signal():
@@ -27,7 +27,10 @@ def test_same_seed_same_signal_other_seed_other_signal():
 
 
 def test_labels_mark_each_fault_per_sample_and_per_window():
-    faults = [Fault(kind="imbalance", start=1.0, end=2.0), Fault(kind="dropout", start=3.0, end=3.5)]
+    faults = [
+        Fault(kind="imbalance", start=1.0, end=2.0),
+        Fault(kind="dropout", start=3.0, end=3.5),
+    ]
     sim = simulate_waveform(Machine(), 4.0, RATE, seed=0, faults=faults)
     assert np.all(sim.labels[: int(RATE)] == 0)
     assert np.all(sim.labels[int(RATE) : int(2 * RATE)] == 1)
@@ -41,31 +44,38 @@ def test_labels_mark_each_fault_per_sample_and_per_window():
 def test_imbalance_raises_the_running_speed_and_misalignment_its_second_harmonic():
     machine = Machine(noise_rms=0.0)
     healthy = simulate_waveform(machine, 1.0, RATE, seed=0).signal
-    unbalanced = simulate_waveform(machine, 1.0, RATE, seed=0,
-                                   faults=[Fault(kind="imbalance", start=0, end=1)]).signal
-    misaligned = simulate_waveform(machine, 1.0, RATE, seed=0,
-                                   faults=[Fault(kind="misalignment", start=0, end=1)]).signal
+    unbalanced = simulate_waveform(
+        machine, 1.0, RATE, seed=0, faults=[Fault(kind="imbalance", start=0, end=1)]
+    ).signal
+    misaligned = simulate_waveform(
+        machine, 1.0, RATE, seed=0, faults=[Fault(kind="misalignment", start=0, end=1)]
+    ).signal
     f1 = machine.shaft_hz
     assert amplitude_at(unbalanced[0], f1) > 2 * amplitude_at(healthy[0], f1)
     assert amplitude_at(misaligned[2], 2 * f1) > 5 * amplitude_at(healthy[2], 2 * f1)
 
 
 def test_bearing_impacts_follow_a_speed_change():
-    machine = Machine(speed_changes=((1.0, 29.95), (2.0, 20.0)), noise_rms=0.0, harmonics=(),
-                      gear_amplitude=0.0)
-    sim = simulate_waveform(machine, 3.0, RATE, seed=0,
-                            faults=[Fault(kind="outer_race", start=0, end=3)])
-    spec = FeatureSpec(kind="waveform", sample_rate=RATE, window=16384, channels=["x"],
-                       families=["time"])
+    machine = Machine(
+        speed_changes=((1.0, 29.95), (2.0, 20.0)), noise_rms=0.0, harmonics=(), gear_amplitude=0.0
+    )
+    sim = simulate_waveform(
+        machine, 3.0, RATE, seed=0, faults=[Fault(kind="outer_race", start=0, end=3)]
+    )
+    spec = FeatureSpec(
+        kind="waveform", sample_rate=RATE, window=16384, channels=["x"], families=["time"]
+    )
     del spec
     x = sim.signal[0]
     env = np.abs(x)
     bpfo_per_rev = 107.36 / 29.95
     early, late = env[: int(RATE)], env[int(2 * RATE) :]
     assert amplitude_at(early - early.mean(), bpfo_per_rev * 29.95) > amplitude_at(
-        early - early.mean(), bpfo_per_rev * 20.0)
+        early - early.mean(), bpfo_per_rev * 20.0
+    )
     assert amplitude_at(late - late.mean(), bpfo_per_rev * 20.0) > amplitude_at(
-        late - late.mean(), bpfo_per_rev * 29.95)
+        late - late.mean(), bpfo_per_rev * 29.95
+    )
 
 
 @pytest.mark.parametrize("kind", ["dropout", "stuck", "saturation", "spike"])
@@ -88,16 +98,25 @@ def test_sensor_faults_change_what_the_sensor_reports(kind):
 def test_looseness_and_faults_show_in_the_features():
     spec = FeatureSpec(kind="waveform", sample_rate=RATE, window=4096, channels=["x", "y", "z"])
     healthy = featurize(spec, simulate_waveform(Machine(), 2.0, RATE, seed=3).windows(4096, 4096))
-    loose = featurize(spec, simulate_waveform(
-        Machine(), 2.0, RATE, seed=3, faults=[Fault(kind="looseness", start=0, end=2, severity=2)]
-    ).windows(4096, 4096))
+    loose = featurize(
+        spec,
+        simulate_waveform(
+            Machine(),
+            2.0,
+            RATE,
+            seed=3,
+            faults=[Fault(kind="looseness", start=0, end=2, severity=2)],
+        ).windows(4096, 4096),
+    )
     rms = spec.feature_names.index("ch0.rms")
     assert np.median(loose[:, rms]) > 1.5 * np.median(healthy[:, rms])
 
 
 def test_process_rows_are_correlated_and_faults_are_labelled():
-    faults = [Fault(kind="drift", start=1800, end=3600, channel=0),
-              Fault(kind="step", start=600, end=900, channel=2, severity=3)]
+    faults = [
+        Fault(kind="drift", start=1800, end=3600, channel=0),
+        Fault(kind="step", start=600, end=900, channel=2, severity=3),
+    ]
     sim = simulate_process(3600, seed=1, faults=faults)
     assert sim.rows.shape == (3600, 4)
     clean = simulate_process(3600, seed=1)
@@ -114,13 +133,20 @@ def test_process_rows_are_correlated_and_faults_are_labelled():
     [
         (lambda: Fault(kind="spike", start=2, end=1), "must come after start"),
         (lambda: Fault(kind="meltdown", start=0, end=1), "kind"),
-        (lambda: simulate_waveform(Machine(), 1, RATE, 0, [Fault(kind="drift", start=0, end=1)]),
-         "process fault"),
-        (lambda: simulate_process(10, 0, [Fault(kind="outer_race", start=0, end=1)]),
-         "waveform fault"),
-        (lambda: simulate_waveform(Machine(), 1, RATE, 0,
-                                   [Fault(kind="stuck", start=0, end=1, channel=3)]),
-         "channel 3, but there are 3"),
+        (
+            lambda: simulate_waveform(Machine(), 1, RATE, 0, [Fault(kind="drift", start=0, end=1)]),
+            "process fault",
+        ),
+        (
+            lambda: simulate_process(10, 0, [Fault(kind="outer_race", start=0, end=1)]),
+            "waveform fault",
+        ),
+        (
+            lambda: simulate_waveform(
+                Machine(), 1, RATE, 0, [Fault(kind="stuck", start=0, end=1, channel=3)]
+            ),
+            "channel 3, but there are 3",
+        ),
         (lambda: simulate_waveform(Machine(), 1, RATE, 0, channels=4), "channels must be 1 to 3"),
     ],
 )

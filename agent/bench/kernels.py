@@ -17,7 +17,7 @@ import numpy as np
 
 from agent.bench.numpy_features import numpy_features
 from agent.bench.timing import interleaved_medians, steady_heap
-from agent.features import Featurizer, FeatureSpec
+from agent.features import FeatureSpec, Featurizer
 from agent.simulate import Machine, simulate_waveform
 
 SAMPLE_RATE = 25600.0
@@ -38,8 +38,12 @@ print("ready", flush=True)
 
 def bench_size(n: int, rounds: int) -> dict[str, Any]:
     """Microseconds per window for one window length."""
-    spec = FeatureSpec(kind="waveform", sample_rate=SAMPLE_RATE, window=n,
-                       channels=[f"axis{i}" for i in range(CHANNELS)])
+    spec = FeatureSpec(
+        kind="waveform",
+        sample_rate=SAMPLE_RATE,
+        window=n,
+        channels=[f"axis{i}" for i in range(CHANNELS)],
+    )
     count = max(SAMPLES_PER_BATCH // (n * CHANNELS), 8)
     windows = simulate_waveform(
         Machine(), duration=count * n / SAMPLE_RATE, sample_rate=SAMPLE_RATE, seed=0
@@ -70,8 +74,9 @@ def _seconds_to_first_vector(cache_dir: str) -> float:
     """Wall time from spawning a fresh interpreter to its first feature vector."""
     env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
     start = time.perf_counter()
-    with subprocess.Popen([sys.executable, "-c", _FIRST_VECTOR], env=env,
-                          stdout=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen(
+        [sys.executable, "-c", _FIRST_VECTOR], env=env, stdout=subprocess.PIPE, text=True
+    ) as child:
         assert child.stdout is not None
         line = child.stdout.readline()
         elapsed = time.perf_counter() - start
@@ -102,12 +107,12 @@ def render(result: dict[str, Any]) -> str:
         f"{'N':>6} {'features':>8} {'numba':>8} {'batched':>8} {'numpy':>8} {'fft only':>9} "
         f"{'numpy/numba':>12} {'numba/fft':>10}",
     ]
-    for r in result["kernels"]:
-        lines.append(
-            f"{r['n']:>6} {r['features']:>8} {r['numba_us']:>8.1f} {r['numba_batched_us']:>8.1f} "
-            f"{r['numpy_us']:>8.1f} {r['fft_only_us']:>9.1f} "
-            f"{r['numpy_us'] / r['numba_us']:>11.1f}x {r['numba_us'] / r['fft_only_us']:>9.2f}x"
-        )
+    lines.extend(
+        f"{r['n']:>6} {r['features']:>8} {r['numba_us']:>8.1f} {r['numba_batched_us']:>8.1f} "
+        f"{r['numpy_us']:>8.1f} {r['fft_only_us']:>9.1f} "
+        f"{r['numpy_us'] / r['numba_us']:>11.1f}x {r['numba_us'] / r['fft_only_us']:>9.2f}x"
+        for r in result["kernels"]
+    )
     c = result["compile"]
     lines.append(
         f"fresh process to first feature vector: {c['cold_s']:.2f} s with an empty Numba cache, "

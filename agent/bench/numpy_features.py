@@ -13,7 +13,8 @@ from kernels.timedomain import FLAT_VARIANCE_RATIO
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    ratio: np.ndarray = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    return ratio
 
 
 def numpy_features(spec: FeatureSpec, windows: np.ndarray) -> np.ndarray:
@@ -41,10 +42,16 @@ def numpy_features(spec: FeatureSpec, windows: np.ndarray) -> np.ndarray:
         hi, lo = x.max(axis=-1).astype(np.float64), x.min(axis=-1).astype(np.float64)
         std = np.sqrt(m2)
         families["time"] = [
-            mean[..., 0], std, rms, peak, hi - lo, _safe_ratio(peak, rms),
+            mean[..., 0],
+            std,
+            rms,
+            peak,
+            hi - lo,
+            _safe_ratio(peak, rms),
             np.where(varies, _safe_ratio(m3, m2 * std), 0.0),
             np.where(varies, _safe_ratio(m4, m2 * m2), 0.0),
-            _safe_ratio(rms, mean_abs), _safe_ratio(peak, mean_abs),
+            _safe_ratio(rms, mean_abs),
+            _safe_ratio(peak, mean_abs),
             _safe_ratio(peak, mean_sqrt**2),
         ]
     w = hann(n).astype(x.dtype)
@@ -67,19 +74,22 @@ def numpy_features(spec: FeatureSpec, windows: np.ndarray) -> np.ndarray:
             k = amp.argmax(axis=-1)
             peak_amp = np.where(varies, np.take_along_axis(amp, k[..., None], -1)[..., 0], 0.0)
             families["spectral"] = [
-                centroid, np.sqrt(c2), _safe_ratio(c4, c2 * c2),
-                np.where(varies, (k + 1) * (rate / n), 0.0), peak_amp,
+                centroid,
+                np.sqrt(c2),
+                _safe_ratio(c4, c2 * c2),
+                np.where(varies, (k + 1) * (rate / n), 0.0),
+                peak_amp,
             ]
         if "bands" in spec.families:
             assert spec.band_edges is not None
             lo_bins, hi_bins = band_bins(spec.band_edges, rate, n)
-            families["bands"] = [power[..., a:b].sum(axis=-1) for a, b in zip(lo_bins, hi_bins)]
+            families["bands"] = [
+                power[..., a:b].sum(axis=-1) for a, b in zip(lo_bins, hi_bins, strict=True)
+            ]
     if "envelope" in spec.families:
         families["envelope"] = _envelope(spec, d, w, one_sided, varies)
     columns = [col for family in spec.family_feature_names for col in families[family]]
-    return np.stack(columns, axis=-1).reshape(n_windows, channels * len(columns)).astype(
-        np.float32
-    )
+    return np.stack(columns, axis=-1).reshape(n_windows, channels * len(columns)).astype(np.float32)
 
 
 def _envelope(

@@ -27,9 +27,7 @@ def steady_heap() -> bool:
         mallopt = ctypes.CDLL(name).mallopt
     except AttributeError:
         return False
-    return bool(
-        mallopt(_M_MMAP_THRESHOLD, _HEAP_KEEP) and mallopt(_M_TRIM_THRESHOLD, _HEAP_KEEP)
-    )
+    return bool(mallopt(_M_MMAP_THRESHOLD, _HEAP_KEEP) and mallopt(_M_TRIM_THRESHOLD, _HEAP_KEEP))
 
 
 def interleaved_medians(

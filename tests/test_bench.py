@@ -1,0 +1,91 @@
+"""The kernel benchmark and the command line that runs it."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from agent.bench import kernels as bench
+from agent.bench.numpy_features import numpy_features
+from agent.bench.timing import interleaved_medians, steady_heap
+from agent.cli import main
+from agent.features import FeatureSpec, featurize
+from agent.simulate import Fault, Machine, simulate_waveform
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_numpy_baseline_computes_the_same_features(dtype):
+    """The benchmark compares equal work: batched NumPy gives the featurizer's answers."""
+    machine = Machine()
+    spec = FeatureSpec(
+        kind="waveform",
+        sample_rate=25600,
+        window=1024,
+        channels=["x", "y", "z"],
+        bearing=machine.bearing,
+        shaft_hz=machine.shaft_hz,
+        envelope_band=(2000, 8000),
+    )
+    sim = simulate_waveform(
+        machine,
+        0.5,
+        25600,
+        seed=2,
+        faults=[
+            Fault(kind="outer_race", start=0.2, end=0.5),
+            Fault(kind="dropout", start=0.0, end=0.1, channel=1),
+        ],
+    )
+    windows = sim.windows(1024, 512).astype(dtype)
+    got, want = numpy_features(spec, windows), featurize(spec, windows)
+    scale = np.abs(want).max(axis=0) + 1e-6
+    np.testing.assert_allclose(
+        got / scale, want / scale, atol=1e-4 if dtype == np.float32 else 1e-6
+    )
+
+
+def test_interleaved_medians_time_every_candidate_per_unit_of_work():
+    calls = {"a": 0, "b": 0}
+
+    def run(name):
+        def call():
+            calls[name] += 1
+
+        return call
+
+    result = interleaved_medians({"a": run("a"), "b": run("b")}, rounds=5, per_call=10)
+    assert calls == {"a": 6, "b": 6}
+    assert set(result) == {"a", "b"} and all(v >= 0 for v in result.values())
+
+
+def test_steady_heap_is_set_on_glibc():
+    assert steady_heap()
+
+
+def test_bench_kernels_json_has_every_figure():
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "bench", "kernels", "--json", "--rounds", "2"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
+    result = json.loads(out)
+    assert [row["n"] for row in result["kernels"]] == [1024, 4096]
+    for row in result["kernels"]:
+        assert row["channels"] == 3 and row["features"] == 60
+        for key in ("numba_us", "numba_batched_us", "numpy_us", "fft_only_us"):
+            assert row[key] > 0, key
+    assert result["compile"]["cold_s"] > 0 and result["compile"]["warm_s"] > 0
+    table = bench.render(result)
+    assert "numpy/numba" in table and "first feature vector" in table
+
+
+def test_cli_refuses_bad_arguments(capsys):
+    assert main(["bench", "kernels", "--rounds", "0"]) == 2
+    assert "--rounds must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "everything"])
+    assert exit_info.value.code == 2
