@@ -5,7 +5,7 @@ The cache lives under ``NUMBA_CACHE_DIR`` when set (the systemd unit points it a
 these sources. Numba checks a cached function only against its own file, so a kernel that
 inlines one from another file would otherwise keep running the old callee after an upgrade.
 Numba also keys cached code by CPU name and features, so a cache copied from another machine is
-recompiled rather than trusted; ``edgewatch warmup`` builds the gateway's own.
+recompiled rather than trusted: each gateway builds its own.
 """
 
 import hashlib

@@ -63,10 +63,10 @@ def spectral_features(
     """Spectral shape, the dominant peak and band powers of one channel.
 
     ``spectrum`` is the rfft (N//2+1 bins, N even) of the mean-removed signal times a Hann
-    window; ``power`` (N//2+1 float64) is scratch. Power is scaled to sum
-    to the windowed signal's mean square (Parseval), so a band holds the share of the mean square
-    in its bins ``band_lo[b] <= k < band_hi[b]``. Amplitude is scaled so that a sine of amplitude
-    A centred on a bin reads A. Centroid and spread are in Hz; the spectral kurtosis is the
+    window; ``power`` (N//2+1 float64) is scratch. Power is scaled to sum to the windowed
+    signal's mean square (Parseval), so a band holds the share of the mean square in its bins
+    ``band_lo[b] <= k < band_hi[b]``. Amplitude is scaled so that a sine of amplitude A centred
+    on a bin reads A. Centroid and spread are in Hz; the spectral kurtosis is the
     fourth standardised moment of frequency under the power distribution.
     """
     m = n // 2 + 1
