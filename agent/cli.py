@@ -1,9 +1,27 @@
-"""The ``edgewatch`` command line."""
+"""The ``edgewatch`` command line.
+
+Commands that need the training extra (``train``, ``evaluate``, ``bench scoring``) come from
+the ``edgewatch.commands`` entry points, so the agent never imports the training code.
+"""
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _bench_kernels(args: argparse.Namespace) -> int:
+    if args.rounds < 1:
+        print("edgewatch bench kernels: --rounds must be at least 1", file=sys.stderr)
+        return 2
+    from agent.bench import kernels
+
+    result = kernels.run(rounds=args.rounds)
+    print(json.dumps(result) if args.json else kernels.render(result))
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,20 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     kernels.add_argument("--json", action="store_true", help="print one JSON object")
     kernels.add_argument("--rounds", type=int, default=30, help="timed rounds (default 30)")
+    kernels.set_defaults(handler=_bench_kernels)
+    for plugin in entry_points(group="edgewatch.commands"):
+        plugin.load()(commands, targets)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "bench" and args.target == "kernels":
-        if args.rounds < 1:
-            print("edgewatch bench kernels: --rounds must be at least 1", file=sys.stderr)
-            return 2
-        from agent.bench import kernels
-
-        result = kernels.run(rounds=args.rounds)
-        print(json.dumps(result) if args.json else kernels.render(result))
-    return 0
+    handler: Handler = args.handler
+    return handler(args)
 
 
 if __name__ == "__main__":

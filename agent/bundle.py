@@ -1,0 +1,311 @@
+"""The model bundle: the contract between training and the gateway.
+
+A bundle is a directory, or a .tar of one, holding the ONNX model, ``manifest.json`` and, when it
+is signed, ``manifest.sig``: a raw 64-byte Ed25519 signature over the exact bytes of the manifest.
+The manifest records the sha256 of every other file, so the signature covers the whole bundle.
+``verify_bundle`` is the only way the agent reads one: it refuses a bundle with a missing, extra
+or changed file, a bad signature or a manifest that does not describe itself consistently.
+"""
+
+import hashlib
+import json
+import tarfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from agent.calibration import ScoreScale
+from agent.features import FeatureSpec
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+MAX_BUNDLE_BYTES = 256 << 20
+MAX_FILES = 64
+
+ModelKind = Literal[
+    "isolation_forest",
+    "ocsvm",
+    "lof",
+    "gmm",
+    "kmeans",
+    "pca_t2q",
+    "autoencoder",
+    "sequence_autoencoder",
+    "ensemble",
+]
+FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Rate = Annotated[float, Field(ge=0, le=1)]
+
+
+class BundleError(ValueError):
+    """A bundle the agent must not load, and why."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Tensor(_Frozen):
+    """An ONNX input or output; ``None`` in a shape is the batch axis."""
+
+    name: Name
+    dtype: Literal["float32"]
+    shape: tuple[Annotated[int, Field(ge=1)] | None, ...] = Field(min_length=1, max_length=3)
+
+
+class ModelInfo(_Frozen):
+    """What the ONNX file computes and how to feed it.
+
+    ``score`` (higher is more anomalous) is always an output, one value per row.
+    ``feature_error``, when present, is the per-feature part of the score that explains it.
+    ``history`` is how many consecutive feature vectors one input row holds: 1, or more for
+    sequence models, whose input is ``[n, history, features]``.
+    """
+
+    kind: ModelKind
+    file: FileName = "model.onnx"
+    input: Tensor
+    outputs: tuple[Tensor, ...] = Field(min_length=1, max_length=4)
+    opsets: dict[str, Annotated[int, Field(ge=1)]]
+    history: int = Field(default=1, ge=1, le=10_000)
+    members: tuple[ModelKind, ...] = ()
+
+    @model_validator(mode="after")
+    def _shapes(self) -> Self:
+        names = [t.name for t in self.outputs]
+        if "score" not in names:
+            raise ValueError(f"outputs must include 'score', got {names}")
+        want = 3 if self.history > 1 else 2
+        if len(self.input.shape) != want or self.input.shape[0] is not None:
+            raise ValueError(
+                f"input shape must be [None, {'history, ' if want == 3 else ''}features], "
+                f"got {list(self.input.shape)}"
+            )
+        if want == 3 and self.input.shape[1] != self.history:
+            raise ValueError(f"input shape {list(self.input.shape)} does not hold {self.history}")
+        if (self.kind == "ensemble") != bool(self.members):
+            raise ValueError("members are given for an ensemble, and only for one")
+        return self
+
+    @property
+    def width(self) -> int:
+        """Features per row."""
+        width = self.input.shape[-1]
+        assert width is not None
+        return width
+
+
+class Thresholds(_Frozen):
+    """Warning and critical levels on the calibrated scale, with how they were chosen.
+
+    ``*_far`` is the share of normal validation rows above each level: the false-alarm rate to
+    expect, per window, before debouncing.
+    """
+
+    policy: Literal["false_alarm_budget", "f1_optimal"]
+    warning: FiniteFloat
+    critical: FiniteFloat
+    raw_warning: FiniteFloat
+    raw_critical: FiniteFloat
+    warning_far: Rate
+    critical_far: Rate
+    normal_rows: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.critical < self.warning or self.raw_critical < self.raw_warning:
+            raise ValueError("the critical threshold must not be below the warning threshold")
+        return self
+
+
+class Parity(_Frozen):
+    """How far onnxruntime's scores are from the native model's on validation rows.
+
+    ``max_rel_diff`` is max |onnx - native| / (|native| + scale), where ``scale`` is the spread
+    of the native scores, so scores near zero are not judged by a vanishing denominator.
+    ``flips`` is the share of rows on the other side of the warning threshold.
+    """
+
+    rows: int = Field(ge=1)
+    max_abs_diff: FiniteFloat = Field(ge=0)
+    max_rel_diff: FiniteFloat = Field(ge=0)
+    tolerance: FiniteFloat = Field(gt=0)
+    flips: Rate
+
+
+class Training(_Frozen):
+    """Where the model came from."""
+
+    data_sha256: Sha256
+    rows: dict[Name, Annotated[int, Field(ge=0)]]
+    hyperparameters: dict[Name, str | int | float | bool | None]
+    metrics: dict[Name, FiniteFloat]
+    parity: Parity
+    libraries: dict[Name, Name]
+
+
+class Manifest(_Frozen):
+    """``manifest.json``: everything the agent needs to know about a model before it runs it."""
+
+    schema_version: Literal[1]
+    name: Name
+    version: Name
+    created_at: datetime
+    edgewatch_version: Name
+    feature_spec: FeatureSpec
+    feature_names: tuple[str, ...]
+    model: ModelInfo
+    score: ScoreScale
+    thresholds: Thresholds
+    training: Training
+    files: dict[FileName, Sha256] = Field(min_length=1, max_length=MAX_FILES)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.feature_names != self.feature_spec.feature_names:
+            raise ValueError("feature_names differ from the names the feature_spec derives")
+        if self.model.width != len(self.feature_names):
+            raise ValueError(
+                f"the model takes {self.model.width} features per row, the spec gives "
+                f"{len(self.feature_names)}"
+            )
+        if self.model.file not in self.files:
+            raise ValueError(f"model file {self.model.file!r} is not listed in files")
+        if {MANIFEST, SIGNATURE} & self.files.keys():
+            raise ValueError(f"files must not list {MANIFEST} or {SIGNATURE}")
+        return self
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle: its manifest and the bytes of its files."""
+
+    manifest: Manifest
+    files: dict[str, bytes]
+    signed: bool
+
+    @property
+    def model_bytes(self) -> bytes:
+        return self.files[self.manifest.model.file]
+
+    @property
+    def model_sha256(self) -> str:
+        return self.manifest.files[self.manifest.model.file]
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """An Ed25519 public key from a PEM file (``openssl pkey -pubout``) or 32 raw bytes."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise BundleError(f"public key {path}: {e.strerror}") from None
+    try:
+        key = (
+            Ed25519PublicKey.from_public_bytes(data)
+            if len(data) == 32
+            else load_pem_public_key(data)
+        )
+    except ValueError as e:
+        raise BundleError(f"public key {path}: not an Ed25519 key ({e})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise BundleError(f"public key {path}: not an Ed25519 key")
+    return key
+
+
+def verify_bundle(path: Path, public_key: Ed25519PublicKey | None = None) -> Bundle:
+    """Read and check the bundle at ``path`` (a directory or a .tar).
+
+    With a ``public_key``, the bundle must carry a signature made with its private key. Any
+    problem raises ``BundleError`` with the reason.
+    """
+    files = _read_tar(path) if path.is_file() else _read_directory(path)
+    raw = files.pop(MANIFEST, None)
+    if raw is None:
+        raise BundleError(f"{path}: no {MANIFEST}")
+    signature = files.pop(SIGNATURE, None)
+    if public_key is not None:
+        if signature is None:
+            raise BundleError(f"{path}: not signed, and a public key is configured")
+        try:
+            public_key.verify(signature, raw)
+        except InvalidSignature:
+            raise BundleError(f"{path}: the signature does not match the manifest") from None
+    manifest = _parse_manifest(path, raw)
+    listed, present = manifest.files.keys(), files.keys()
+    if missing := sorted(listed - present):
+        raise BundleError(f"{path}: missing {', '.join(missing)}")
+    if extra := sorted(present - listed):
+        raise BundleError(f"{path}: {', '.join(extra)} not listed in the manifest")
+    for name, data in files.items():
+        if hashlib.sha256(data).hexdigest() != manifest.files[name]:
+            raise BundleError(f"{path}: {name} does not match its sha256 in the manifest")
+    return Bundle(manifest, files, signed=signature is not None)
+
+
+def _parse_manifest(path: Path, raw: bytes) -> Manifest:
+    try:
+        return Manifest.model_validate(json.loads(raw))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path}: {MANIFEST} is not valid JSON ({e})") from None
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or 'manifest'}: {err['msg']}" for err in e.errors()
+        )
+        raise BundleError(f"{path}: {MANIFEST}: {problems}") from None
+
+
+def _read_directory(path: Path) -> dict[str, bytes]:
+    if not path.is_dir():
+        raise BundleError(f"{path}: no such bundle (a directory or a .tar)")
+    entries = sorted(path.iterdir())
+    if len(entries) > MAX_FILES:
+        raise BundleError(f"{path}: more than {MAX_FILES} files")
+    files = {}
+    total = 0
+    for entry in entries:
+        if entry.is_symlink() or not entry.is_file():
+            raise BundleError(f"{path}: {entry.name} is not a regular file")
+        total += entry.stat().st_size
+        if total > MAX_BUNDLE_BYTES:
+            raise BundleError(f"{path}: larger than {MAX_BUNDLE_BYTES >> 20} MiB")
+        files[entry.name] = entry.read_bytes()
+    return files
+
+
+def _read_tar(path: Path) -> dict[str, bytes]:
+    try:
+        with tarfile.open(path) as tar:
+            members = tar.getmembers()
+            if len(members) > MAX_FILES:
+                raise BundleError(f"{path}: more than {MAX_FILES} files")
+            if sum(m.size for m in members) > MAX_BUNDLE_BYTES:
+                raise BundleError(f"{path}: larger than {MAX_BUNDLE_BYTES >> 20} MiB")
+            files = {}
+            for member in members:
+                if not member.isfile() or "/" in member.name or member.name in files:
+                    raise BundleError(
+                        f"{path}: member {member.name!r} is not a single regular file at the top"
+                    )
+                data = tar.extractfile(member)
+                assert data is not None
+                files[member.name] = data.read()
+            return files
+    except (tarfile.TarError, EOFError) as e:
+        raise BundleError(f"{path}: not a readable tar ({e})") from None

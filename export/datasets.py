@@ -1,0 +1,234 @@
+"""Historical data for training: CSV and NPY files, SKAB, the simulator; and their features.
+
+Every dataset is samples ``[n, channels]`` in time order with optional 0/1 labels per sample.
+Features always come from ``agent.features``, the featurizer the gateway runs, and splits keep
+time order.
+"""
+
+import csv
+import hashlib
+import io
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from agent.features import FeatureSpec, featurize
+from agent.simulate import Simulation
+from agent.windows import frame
+
+TIMESTAMP_NAMES = ("timestamp", "datetime", "time", "ts", "date")
+SKAB_GROUPS = ("valve1", "valve2", "other")
+SKAB_CHANNELS = (
+    "Accelerometer1RMS",
+    "Accelerometer2RMS",
+    "Current",
+    "Pressure",
+    "Temperature",
+    "Thermocouple",
+    "Voltage",
+    "Volume Flow RateRMS",
+)
+
+
+class DataError(ValueError):
+    """Data that cannot be read, with where and why."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """``samples[n, channels]`` (float64, time order), ``labels[n]`` (0/1) when known, and
+    ``times[n]`` in seconds when the source has timestamps."""
+
+    name: str
+    channels: tuple[str, ...]
+    samples: np.ndarray
+    labels: np.ndarray | None
+    times: np.ndarray | None
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Features:
+    """Feature rows and, when the data is labelled, a 0/1 label per row."""
+
+    rows: np.ndarray
+    labels: np.ndarray | None
+
+
+def load_csv(
+    path: Path,
+    channels: tuple[str, ...] | None = None,
+    delimiter: str | None = None,
+    timestamp: str | None = None,
+    label: str | None = None,
+) -> Dataset:
+    """A CSV file with a header row. The delimiter is sniffed unless given; the timestamp column
+    is ``timestamp`` or, if not given, the first column named like one (``datetime``, ``time``,
+    ...); ``channels`` default to every other column except ``label``."""
+    raw = _read(path)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if delimiter is None:
+        try:
+            delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t| ").delimiter
+        except csv.Error:
+            raise DataError(f"{path}: cannot tell the delimiter; give it") from None
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = [h.strip() for h in next(reader, [])]
+    if not header:
+        raise DataError(f"{path}: empty file")
+    if timestamp is None:
+        timestamp = next((h for h in header if h.lower() in TIMESTAMP_NAMES), None)
+    named = [n for n in (timestamp, label) if n is not None]
+    if channels is None:
+        channels = tuple(h for h in header if h not in named)
+    for name in (*named, *channels):
+        if name not in header:
+            raise DataError(f"{path}: no column {name!r}; the header has {header}")
+    if not channels:
+        raise DataError(f"{path}: no channel columns")
+    wanted = [header.index(c) for c in channels]
+    rows = [row for row in reader if row]
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    samples = np.empty((len(rows), len(channels)))
+    for r, row in enumerate(rows):
+        if len(row) != len(header):
+            raise DataError(
+                f"{path}: line {r + 2} has {len(row)} fields, the header has {len(header)}"
+            )
+        for c, i in enumerate(wanted):
+            samples[r, c] = _number(path, r, header[i], row[i])
+    times = None
+    if timestamp is not None:
+        i = header.index(timestamp)
+        times = np.array([_seconds(path, r, timestamp, row[i]) for r, row in enumerate(rows)])
+        if (np.diff(times) < 0).any():
+            r = int(np.argmax(np.diff(times) < 0)) + 1
+            raise DataError(f"{path}: line {r + 2}: {timestamp} goes back in time")
+    labels = None
+    if label is not None:
+        i = header.index(label)
+        labels = np.array([_number(path, r, label, row[i]) for r, row in enumerate(rows)])
+        if not np.isin(labels, (0, 1)).all():
+            r = int(np.argmax(~np.isin(labels, (0, 1))))
+            raise DataError(f"{path}: line {r + 2}, column {label!r}: labels must be 0 or 1")
+        labels = labels.astype(np.int8)
+    return Dataset(path.name, channels, samples, labels, times, hashlib.sha256(raw).hexdigest())
+
+
+def load_npy(path: Path, channels: tuple[str, ...]) -> Dataset:
+    """An ``.npy`` array of samples x channels (one column per name in ``channels``)."""
+    raw = _read(path)
+    try:
+        samples = np.load(io.BytesIO(raw), allow_pickle=False)
+    except ValueError as e:
+        raise DataError(f"{path}: not a numeric .npy array ({e})") from None
+    if samples.ndim == 1 and len(channels) == 1:
+        samples = samples[:, None]
+    if samples.ndim != 2 or samples.shape[1] != len(channels):
+        raise DataError(
+            f"{path}: expected samples x {len(channels)} channels, got shape {list(samples.shape)}"
+        )
+    if samples.dtype.kind not in "fiu":
+        raise DataError(f"{path}: expected numbers, got {samples.dtype}")
+    samples = samples.astype(np.float64)
+    if not np.isfinite(samples).all():
+        r, c = np.argwhere(~np.isfinite(samples))[0]
+        raise DataError(f"{path}: sample {r}, channel {channels[c]!r} is NaN or inf")
+    return Dataset(path.name, channels, samples, None, None, hashlib.sha256(raw).hexdigest())
+
+
+def from_simulation(name: str, simulation: Simulation, channels: tuple[str, ...]) -> Dataset:
+    """A simulated run, labelled with its injected faults."""
+    samples = simulation.rows.astype(np.float64)
+    labels = (simulation.labels != 0).astype(np.int8)
+    digest = hashlib.sha256(samples.tobytes() + labels.tobytes()).hexdigest()
+    return Dataset(name, channels, samples, labels, None, digest)
+
+
+def load_skab(root: Path) -> list[Dataset]:
+    """SKAB's 34 labelled files in a fixed order (valve1, valve2, other; by number), named like
+    ``valve1/0.csv``."""
+    found = []
+    for group in SKAB_GROUPS:
+        paths = sorted((root / group).glob("*.csv"), key=lambda p: int(p.stem))
+        for path in paths:
+            data = load_csv(path, SKAB_CHANNELS, ";", "datetime", "anomaly")
+            found.append(replace(data, name=f"{group}/{path.name}"))
+    if not found:
+        raise DataError(f"{root}: no SKAB files in {', '.join(SKAB_GROUPS)}")
+    return found
+
+
+def features(spec: FeatureSpec, data: Dataset) -> Features:
+    """``data`` through the featurizer. A waveform window is labelled anomalous when at least
+    half of its samples are."""
+    if tuple(data.channels) != spec.channels:
+        raise DataError(
+            f"{data.name}: channels {list(data.channels)} differ from the feature spec's "
+            f"{list(spec.channels)}"
+        )
+    if spec.kind != "waveform":
+        return Features(featurize(spec, data.samples), data.labels)
+    assert spec.window is not None and spec.hop is not None
+    windows = frame(np.ascontiguousarray(data.samples.T), spec.window, spec.hop)
+    if not len(windows):
+        raise DataError(f"{data.name}: {len(data.samples)} samples hold no {spec.window}-window")
+    labels = None
+    if data.labels is not None:
+        covered = frame(data.labels, spec.window, spec.hop).sum(axis=1)
+        labels = (covered * 2 >= spec.window).astype(np.int8)
+    return Features(featurize(spec, windows), labels)
+
+
+def split(n: int, validation: float) -> tuple[slice, slice]:
+    """The first rows for training and the last ``validation`` share for validation.
+
+    >>> split(10, 0.3)
+    (slice(0, 7, None), slice(7, 10, None))
+    """
+    cut = n - math.ceil(n * validation)
+    if cut < 2 or cut >= n:
+        raise DataError(
+            f"{n} rows leave {cut} for training and {n - cut} for validation; need 2 and 1"
+        )
+    return slice(0, cut), slice(cut, n)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: {e.strerror}") from None
+
+
+def _number(path: Path, row: int, column: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise DataError(
+            f"{path}: line {row + 2}, column {column!r}: {value!r} is not a number"
+        ) from None
+    if not math.isfinite(number):
+        raise DataError(f"{path}: line {row + 2}, column {column!r}: {value!r} is not finite")
+    return number
+
+
+def _seconds(path: Path, row: int, column: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value.strip()).timestamp()
+    except ValueError:
+        raise DataError(
+            f"{path}: line {row + 2}, column {column!r}: {value!r} is neither seconds nor an "
+            "ISO 8601 time"
+        ) from None

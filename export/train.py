@@ -1,0 +1,212 @@
+"""Training end to end: data -> features -> fit -> ONNX -> parity -> calibration -> bundle."""
+
+import math
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import onnx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.bundle import SCHEMA_VERSION, Bundle, Manifest, ModelInfo, Tensor, Thresholds, Training
+from agent.calibration import ScoreScale
+from agent.features import FeatureSpec
+from agent.scorer import open_session
+from agent.simulate import PROCESS_CHANNELS, simulate_process, simulate_waveform
+from export.bundle import digest, write_bundle
+from export.calibrate import budget_thresholds, f1_thresholds, fit_scale
+from export.config import CsvData, NpyData, SimulatedData, TrainConfig
+from export.datasets import Dataset, Features, features, from_simulation, load_csv, load_npy, split
+from export.detectors import build
+from export.detectors.base import Detector, Progress, quiet
+from export.metrics import point_metrics
+from export.onnxgraph import INPUT
+from export.parity import compare, with_flips
+
+MODEL_FILE = "model.onnx"
+LIBRARIES = (
+    "numpy",
+    "numba",
+    "onnxruntime",
+    "onnx",
+    "scikit-learn",
+    "skl2onnx",
+    "tensorflow",
+    "tensorflow-cpu",
+    "tf2onnx",
+)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A fitted detector with its ONNX model, calibrated on validation rows."""
+
+    detector: Detector
+    model: onnx.ModelProto
+    scale: ScoreScale
+    thresholds: Thresholds
+    manifest: Manifest
+
+
+def load_data(config: TrainConfig) -> Dataset:
+    source, spec = config.data, config.features
+    if isinstance(source, CsvData):
+        return load_csv(
+            source.path, spec.channels, source.delimiter, source.timestamp, source.label
+        )
+    if isinstance(source, NpyData):
+        return load_npy(source.path, spec.channels)
+    return _simulate(source, spec)
+
+
+def _simulate(source: SimulatedData, spec: FeatureSpec) -> Dataset:
+    if spec.kind == "process":
+        if len(spec.channels) != len(PROCESS_CHANNELS):
+            raise ValueError(f"simulated process data has the channels {PROCESS_CHANNELS}")
+        run = simulate_process(source.duration, source.seed, source.faults)
+    else:
+        assert spec.sample_rate is not None
+        run = simulate_waveform(
+            source.machine,
+            source.duration,
+            spec.sample_rate,
+            source.seed,
+            source.faults,
+            channels=len(spec.channels),
+        )
+    return from_simulation(f"simulated-{source.seed}", run, spec.channels)
+
+
+def sequences(rows: np.ndarray, history: int) -> np.ndarray:
+    """Each run of ``history`` consecutive rows, ``[n - history + 1, history, features]``; with
+    a history of 1, the rows themselves."""
+    if history == 1:
+        return rows
+    views = np.lib.stride_tricks.sliding_window_view(rows, history, axis=0)
+    return np.ascontiguousarray(np.moveaxis(views, -1, 1))
+
+
+def inputs_of(rows: Features, history: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Model inputs from feature rows, labelled by their last row."""
+    labels = rows.labels[history - 1 :] if rows.labels is not None else None
+    return sequences(rows.rows, history), labels
+
+
+def fit(
+    config: TrainConfig, data: Dataset, progress: Progress = quiet, created: datetime | None = None
+) -> Trained:
+    """Train, export, check parity and calibrate; the manifest lists ``model.onnx``."""
+    spec = config.features
+    progress(f"features: {len(spec.feature_names)} per row from {data.name}")
+    inputs, labels = inputs_of(features(spec, data), _history(config))
+    train_rows, validation_rows = split(len(inputs), config.calibration.validation)
+    x_train = inputs[train_rows]
+    if labels is not None:
+        x_train = x_train[labels[train_rows] == 0]
+    detector = build(config.model)
+    detector.fit(x_train, progress)
+    width = len(spec.feature_names)
+    model = detector.to_onnx(width)
+    progress(f"export: ONNX, {len(model.graph.node)} nodes; checking parity")
+    x_valid = inputs[validation_rows]
+    y_valid = labels[validation_rows] if labels is not None else None
+    native = detector.score(x_valid)
+    session = open_session(model.SerializeToString())
+    exported = session.run(["score"], {INPUT: np.ascontiguousarray(x_valid, np.float32)})[0]
+    parity = compare(native, exported, config.calibration.parity_tolerance)
+    normal = exported if y_valid is None else exported[y_valid == 0]
+    scale = fit_scale(normal)
+    budget = config.calibration.budget
+    if config.calibration.policy == "f1_optimal":
+        assert y_valid is not None
+        thresholds = f1_thresholds(scale, exported, y_valid, budget)
+    else:
+        thresholds = budget_thresholds(scale, normal, budget)
+    parity = with_flips(parity, native, exported, thresholds.raw_warning)
+    progress(
+        f"calibration: warning {thresholds.warning:.2f} (FAR {thresholds.warning_far:.2%}), "
+        f"critical {thresholds.critical:.2f} (FAR {thresholds.critical_far:.2%}) on "
+        f"{thresholds.normal_rows} normal validation rows"
+    )
+    metrics = {}
+    if y_valid is not None and y_valid.any():
+        metrics = point_metrics(exported, y_valid, thresholds.raw_warning)
+    model_bytes = model.SerializeToString()
+    shape: tuple[int | None, ...] = (
+        (None, width)
+        if detector.history == 1
+        else (
+            None,
+            detector.history,
+            width,
+        )
+    )
+    outputs = [Tensor(name="score", dtype="float32", shape=(None,))]
+    if detector.explains:
+        outputs.append(Tensor(name="feature_error", dtype="float32", shape=(None, width)))
+    manifest = Manifest(
+        schema_version=SCHEMA_VERSION,
+        name=config.name,
+        version=config.version,
+        created_at=created or datetime.now(UTC),
+        edgewatch_version=metadata.version("edgewatch"),
+        feature_spec=spec,
+        feature_names=spec.feature_names,
+        model=ModelInfo(
+            kind=detector.kind,
+            file=MODEL_FILE,
+            input=Tensor(name=INPUT, dtype="float32", shape=shape),
+            outputs=tuple(outputs),
+            opsets={o.domain or "ai.onnx": o.version for o in model.opset_import},
+            history=detector.history,
+            members=tuple(m.kind for m in getattr(detector, "members", ())),
+        ),
+        score=scale,
+        thresholds=thresholds,
+        training=Training(
+            data_sha256=data.sha256,
+            rows={
+                "train": len(x_train),
+                "validation": len(x_valid),
+                "validation_anomalous": int(y_valid.sum()) if y_valid is not None else 0,
+            },
+            hyperparameters=detector.hyperparameters(),
+            metrics={k: v for k, v in metrics.items() if math.isfinite(v)},
+            parity=parity,
+            libraries=_libraries(),
+        ),
+        files={MODEL_FILE: digest(model_bytes)},
+    )
+    return Trained(detector, model, scale, thresholds, manifest)
+
+
+def _history(config: TrainConfig) -> int:
+    return getattr(config.model, "history", 1)
+
+
+def _libraries() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def train(
+    config: TrainConfig,
+    out: Path,
+    key: Ed25519PrivateKey | None = None,
+    progress: Progress = quiet,
+) -> Bundle:
+    """Train from ``config`` and write a verified bundle to ``out``."""
+    trained = fit(config, load_data(config), progress)
+    bundle = write_bundle(
+        out, trained.manifest, {MODEL_FILE: trained.model.SerializeToString()}, key
+    )
+    progress(f"bundle: {out}{' (signed)' if bundle.signed else ''}")
+    return bundle

@@ -1,0 +1,190 @@
+"""Training data, configs, calibration and ``edgewatch train``."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from agent.bundle import verify_bundle
+from agent.calibration import ScoreScale
+from agent.cli import main
+from export.calibrate import budget_thresholds, f1_thresholds, fit_scale
+from export.config import ConfigError, load_config, parse_config
+from export.datasets import DataError, features, load_csv, load_npy, split
+from export.train import sequences
+
+PROCESS = """
+name = "pump"
+[data]
+type = "simulate"
+duration = 3600
+seed = 1
+faults = [{kind = "step", start = 3000, end = 3600, severity = 3}]
+[features]
+kind = "process"
+channels = ["temperature", "pressure", "current", "flow"]
+[model]
+kind = "isolation_forest"
+n_estimators = 50
+[calibration]
+validation = 0.3
+"""
+
+
+def test_calibrated_scale_reads_the_false_alarm_rate_of_normal_data():
+    normal = np.random.default_rng(0).normal(size=50000)
+    scale = fit_scale(normal)
+    fresh = np.random.default_rng(1).normal(size=500000)
+    calibrated = scale(fresh)
+    # The 0.1 % quantile of 50000 rows rests on 50 of them: about 14 % relative noise.
+    for level in (1.0, 2.0, 3.0):
+        assert abs(np.mean(calibrated > level) - 10**-level) < 0.3 * 10**-level
+    assert np.all(np.diff(scale(np.linspace(-10, 10, 1000))) >= 0)
+    assert scale(np.array([100.0]))[0] > scale(np.array([10.0]))[0] > 4
+
+
+def test_scale_survives_ties_and_refuses_constant_scores():
+    scale = fit_scale(np.r_[np.zeros(900), np.arange(100.0)])
+    assert all(b > a for a, b in zip(scale.raw, scale.raw[1:], strict=False))
+    with pytest.raises(ValueError, match="not all equal"):
+        fit_scale(np.ones(50))
+    with pytest.raises(ValueError, match="finite"):
+        fit_scale(np.array([1.0, np.nan, 2.0]))
+
+
+def test_budget_and_f1_thresholds():
+    rng = np.random.default_rng(2)
+    normal = rng.normal(size=5000)
+    scale = fit_scale(normal)
+    t = budget_thresholds(scale, normal, (0.05, 0.01))
+    assert t.warning == pytest.approx(-np.log10(0.05)) and t.critical == pytest.approx(2.0)
+    assert t.warning_far == pytest.approx(0.05, abs=0.005)
+    assert t.raw_warning == pytest.approx(np.quantile(normal, 0.95), abs=0.02)
+    scores = np.r_[normal, rng.normal(4, 1, 500)]
+    labels = np.r_[np.zeros(5000), np.ones(500)]
+    f1 = f1_thresholds(scale, scores, labels)
+    assert f1.policy == "f1_optimal" and 1.5 < f1.raw_warning < 3.5
+    assert f1.critical >= f1.warning
+    with pytest.raises(ValueError, match="both normal and anomalous"):
+        f1_thresholds(scale, scores, np.zeros(len(scores)))
+
+
+def test_score_scale_knots_must_increase():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        ScoreScale(raw=(1.0, 1.0), calibrated=(0.0, 1.0))
+    with pytest.raises(ValueError, match="one value per knot"):
+        ScoreScale(raw=(1.0, 2.0, 3.0), calibrated=(0.0, 1.0))
+
+
+def test_csv_sniffs_delimiters_and_parses_times(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text(
+        "datetime;x;y;anomaly\n2020-01-01 00:00:00;1;2;0\n2020-01-01 00:00:01;3;4.5;1\n"
+    )
+    data = load_csv(path, label="anomaly")
+    assert data.channels == ("x", "y") and data.samples.tolist() == [[1, 2], [3, 4.5]]
+    assert data.labels.tolist() == [0, 1] and np.diff(data.times).tolist() == [1.0]
+
+
+@pytest.mark.parametrize(
+    "text, options, message",
+    [
+        ("t,x\n0,1\n1,oops\n", {}, "line 3, column 'x': 'oops' is not a number"),
+        ("t,x\n0,1\n1,2,3\n", {}, "line 3 has 3 fields"),
+        ("time,x\n1,1\n0,2\n", {}, "line 3: time goes back in time"),
+        ("t,x\n0,1\n", {"channels": ("y",)}, "no column 'y'"),
+        ("t,x,l\n0,1,2\n", {"label": "l"}, "labels must be 0 or 1"),
+        ("t,x\n0,nan\n", {}, "is not finite"),
+        ("t,x\nyesterday,1\n", {"timestamp": "t"}, "neither seconds nor an ISO 8601 time"),
+        ("t,x\n", {}, "no data rows"),
+    ],
+)
+def test_bad_csv_gets_the_line_and_column(tmp_path, text, options, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_csv(path, delimiter=",", **options)
+
+
+def test_npy_needs_one_column_per_channel(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((10, 3)))
+    assert load_npy(tmp_path / "a.npy", ("a", "b", "c")).samples.shape == (10, 3)
+    with pytest.raises(DataError, match="expected samples x 2 channels"):
+        load_npy(tmp_path / "a.npy", ("a", "b"))
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}]), allow_pickle=True)
+    with pytest.raises(DataError, match=r"not a numeric \.npy"):
+        load_npy(tmp_path / "o.npy", ("a",))
+
+
+def test_splits_keep_time_order_and_sequences_end_at_each_row():
+    train, valid = split(100, 0.25)
+    assert (train.stop, valid.start, valid.stop) == (75, 75, 100)
+    with pytest.raises(DataError, match="need 2 and 1"):
+        split(2, 0.9)
+    rows = np.arange(12.0).reshape(6, 2)
+    seq = sequences(rows, 3)
+    assert seq.shape == (4, 3, 2) and seq[-1].tolist() == rows[3:].tolist()
+
+
+def test_waveform_windows_are_labelled_by_majority(tmp_path):
+    spec = parse_config(
+        PROCESS.replace(
+            'kind = "process"', 'kind = "waveform"\nsample_rate = 1024\nwindow = 256'
+        ).replace('channels = ["temperature", "pressure", "current", "flow"]', 'channels = ["x"]')
+    ).features
+    np.save(tmp_path / "w.npy", np.random.default_rng(0).normal(size=(1024, 1)))
+    data = load_npy(tmp_path / "w.npy", ("x",))
+    labels = np.zeros(1024, np.int8)
+    labels[600:] = 1
+    out = features(spec, replace(data, labels=labels))
+    assert out.rows.shape == (7, len(spec.feature_names))
+    assert out.labels.tolist() == [0, 0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace('kind = "isolation_forest"', 'kind = "forest"'), "model"),
+        (lambda t: t.replace("n_estimators = 50", "n_estimators = -1"), "n_estimators"),
+        (lambda t: t.replace("validation = 0.3", "validation = 2"), "calibration.validation"),
+        (lambda t: t.replace('name = "pump"', ""), "name: Field required"),
+        (lambda t: t.replace("seed = 1", "seed = 1\nspeed = 3"), "data.simulate.speed"),
+        (lambda t: t + "\n[oops", "not valid TOML"),
+        (lambda t: t.replace("validation = 0.3", "budget = [0.001, 0.01]"), "must not exceed"),
+    ],
+)
+def test_bad_configs_give_one_line_per_problem(edit, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(edit(PROCESS))
+
+
+def test_train_command_writes_a_verified_bundle(tmp_path, capsys):
+    config = tmp_path / "pump.toml"
+    config.write_text(PROCESS)
+    assert main(["train", str(config), "-o", str(tmp_path / "b.tar")]) == 0
+    bundle = verify_bundle(tmp_path / "b.tar")
+    manifest = bundle.manifest
+    assert (
+        manifest.model.kind == "isolation_forest" and manifest.training.parity.max_rel_diff < 1e-4
+    )
+    assert manifest.thresholds.warning_far <= 0.05
+    assert manifest.training.metrics["recall"] > 0.5
+    err = capsys.readouterr().err
+    assert "isolation_forest: growing 50 trees" in err and "calibration: warning 2.00" in err
+    assert load_config(config).name == "pump"
+
+
+def test_train_command_reports_bad_input_in_one_line_each(tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text(PROCESS.replace("n_estimators = 50", "n_estimators = 0\nseed = 'x'"))
+    assert main(["train", str(config), "-o", str(tmp_path / "b")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all(
+        line.startswith(f"edgewatch train: {config}: model.") for line in lines
+    )
+    data = PROCESS.split("[features]")[1]
+    missing = tmp_path / "csv.toml"
+    missing.write_text(f'name = "p"\n[data]\ntype = "csv"\npath = "none.csv"\n[features]{data}')
+    assert main(["train", str(missing), "-o", str(tmp_path / "b")]) == 2
+    assert "none.csv: No such file or directory" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
