@@ -6,6 +6,7 @@ stack is missing.
 """
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,25 @@ def add_commands(commands: argparse._SubParsersAction, bench: argparse._SubParse
     train.add_argument("--sign-key", type=Path, help="Ed25519 private key (PEM) to sign with")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     train.set_defaults(handler=_guarded("train", _train))
+    evaluate = commands.add_parser(
+        "evaluate", help="score labelled data with a bundle, or run a benchmark protocol"
+    )
+    evaluate.add_argument("--protocol", choices=["skab"], help="a named benchmark protocol")
+    evaluate.add_argument("--bundle", type=Path, help="the bundle to evaluate")
+    evaluate.add_argument(
+        "--data", type=Path, required=True, help="a data file, or the SKAB folder"
+    )
+    evaluate.add_argument("--models", help="SKAB: comma-separated methods (default: all)")
+    evaluate.add_argument("--files", type=int, help="SKAB: only the first N files")
+    evaluate.add_argument("--label", default="anomaly", help="the data's label column")
+    evaluate.add_argument("--report", type=Path, help="write a Markdown report with plots here")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    evaluate.set_defaults(handler=_guarded("evaluate", _evaluate))
+    scoring = bench.add_parser("scoring", help="model scoring latency and throughput")
+    scoring.add_argument("--json", action="store_true", help="print one JSON object")
+    scoring.add_argument("--rounds", type=int, default=2000, help="timed one-row calls per model")
+    scoring.set_defaults(handler=_guarded("bench scoring", _bench_scoring))
 
 
 def _guarded(
@@ -60,4 +80,33 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     key = load_private_key(args.sign_key) if args.sign_key else None
     train(config, args.out, key, _progress(args.quiet))
+    return 0
+
+
+def _bench_scoring(args: argparse.Namespace) -> int:
+    if args.rounds < 100:
+        raise ValueError("--rounds must be at least 100, for a p99")
+    from export.bench import scoring
+
+    result = scoring.run(rounds=args.rounds)
+    print(json.dumps(result) if args.json else scoring.render(result))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if (args.protocol is None) == (args.bundle is None):
+        raise ValueError("give either --protocol or --bundle")
+    if args.protocol == "skab":
+        from export import skab
+
+        names = args.models.split(",") if args.models else list(skab.METHODS)
+        if args.files is not None and args.files < 1:
+            raise ValueError("--files must be at least 1")
+        result = skab.run(args.data, names, args.files, _progress(args.quiet))
+        print(json.dumps(result) if args.json else skab.render(result))
+        return 0
+    from export.evaluate import evaluate_bundle, render
+
+    result = evaluate_bundle(args.bundle, args.data, args.label, args.report)
+    print(json.dumps(result) if args.json else render(result))
     return 0

@@ -30,21 +30,32 @@ def steady_heap() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _HEAP_KEEP) and mallopt(_M_TRIM_THRESHOLD, _HEAP_KEEP))
 
 
-def interleaved_medians(
-    candidates: dict[str, Callable[[], object]], rounds: int, per_call: int
-) -> dict[str, float]:
-    """Median seconds per unit of work for each candidate.
+def interleaved_samples(
+    candidates: dict[str, Callable[[], object]], rounds: int, per_call: int, calls: int = 1
+) -> dict[str, list[float]]:
+    """Seconds per unit of work for each candidate, one sample per call.
 
-    Each round runs every candidate once, in turn, so a burst of load from elsewhere falls on
-    all of them alike; ``per_call`` is how many units (windows, rows) one call does. Every
-    candidate runs once before timing starts, to compile and fill caches.
+    Each round runs every candidate in turn, so a burst of load from elsewhere falls on all of
+    them alike; ``per_call`` is how many units (windows, rows) one call does. Within a round a
+    candidate makes ``calls`` timed calls in a row, as a service that runs steadily does, rather
+    than one call into caches the other candidates just filled. Every candidate runs once before
+    timing starts, to compile and fill caches.
     """
     for run in candidates.values():
         run()
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, run in candidates.items():
-            start = time.perf_counter()
-            run()
-            samples[name].append((time.perf_counter() - start) / per_call)
+            for _ in range(calls):
+                start = time.perf_counter()
+                run()
+                samples[name].append((time.perf_counter() - start) / per_call)
+    return samples
+
+
+def interleaved_medians(
+    candidates: dict[str, Callable[[], object]], rounds: int, per_call: int
+) -> dict[str, float]:
+    """Median seconds per unit of work for each candidate; see ``interleaved_samples``."""
+    samples = interleaved_samples(candidates, rounds, per_call)
     return {name: statistics.median(values) for name, values in samples.items()}

@@ -1,0 +1,126 @@
+"""Evaluation: metrics, the bundle report, the SKAB protocol, and the scoring benchmark."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.cli import main
+from agent.simulate import PROCESS_CHANNELS, Fault, simulate_process
+from export import skab
+from export.metrics import Confusion, event_metrics, point_metrics, runs
+
+SKAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "skab"
+
+
+def test_confusion_and_rates_follow_their_definitions():
+    c = Confusion.of(np.array([1, 1, 0, 0, 1]), np.array([1, 0, 1, 0, 1]))
+    assert (c.tp, c.fp, c.fn, c.tn) == (2, 1, 1, 1)
+    assert c.precision == pytest.approx(2 / 3) and c.recall == pytest.approx(2 / 3)
+    assert c.far == 0.5 and c.mar == pytest.approx(1 / 3) and c.f1 == pytest.approx(2 / 3)
+    assert (c + c).tp == 4 and Confusion(0, 0, 0, 0).f1 == 0.0
+
+
+def test_point_metrics_rank_and_count():
+    labels = np.array([0, 0, 0, 1, 1])
+    m = point_metrics(np.array([0.1, 0.2, 0.6, 0.5, 0.9]), labels, 0.55)
+    assert m["roc_auc"] == pytest.approx(5 / 6) and (m["tp"], m["fp"]) == (1.0, 1.0)
+    assert np.isnan(point_metrics(np.ones(3), np.zeros(3), 0.5)["roc_auc"])
+
+
+def test_events_count_detections_delays_and_false_alerts():
+    labels = np.array([0, 1, 1, 1, 0, 0, 1, 1, 0, 0])
+    flags = np.array([1, 0, 0, 1, 0, 0, 0, 0, 1, 1])
+    e = event_metrics(flags, labels, seconds_per_row=2.0)
+    assert runs(labels) == [(1, 4), (6, 8)]
+    assert (e["events"], e["events_detected"], e["false_alert_events"]) == (2, 1, 2)
+    assert e["detection_delay_s_median"] == 4.0
+
+
+def process_csv(path, seed, faults):
+    run = simulate_process(3600, seed, faults)
+    header = "time," + ",".join(PROCESS_CHANNELS) + ",anomaly"
+    lines = [header] + [
+        f"{t}," + ",".join(f"{v:.5f}" for v in row) + f",{int(label != 0)}"
+        for t, (row, label) in enumerate(zip(run.rows, run.labels, strict=True))
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_train_on_csv_then_evaluate_with_a_report(tmp_path, capsys):
+    process_csv(tmp_path / "history.csv", 1, [Fault(kind="step", start=3000, end=3600, severity=3)])
+    process_csv(tmp_path / "new.csv", 7, [Fault(kind="drift", start=1800, end=2700, severity=6)])
+    (tmp_path / "train.toml").write_text(
+        f"""name = "pump"
+[data]
+type = "csv"
+path = "history.csv"
+label = "anomaly"
+[features]
+kind = "process"
+channels = {json.dumps(list(PROCESS_CHANNELS))}
+[model]
+kind = "pca_t2q"
+"""
+    )
+    assert main(["train", str(tmp_path / "train.toml"), "-o", str(tmp_path / "b"), "-q"]) == 0
+    argv = ["evaluate", "--bundle", str(tmp_path / "b"), "--data", str(tmp_path / "new.csv")]
+    assert main([*argv, "--report", str(tmp_path / "report"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["events"]["events"] == 1 and result["events"]["events_detected"] == 1
+    assert result["point"]["roc_auc"] > 0.8
+    for name in ("timeline.png", "roc.png", "pr.png"):
+        assert (tmp_path / "report" / name).read_bytes()[:4] == b"\x89PNG"
+    assert "![score timeline](timeline.png)" in (tmp_path / "report" / "report.md").read_text()
+    assert main(argv) == 0
+    assert "events: 1 of 1 detected" in capsys.readouterr().out
+    assert main([*argv[:3], "--data", str(tmp_path / "history.csv"), "--label", "nope"]) == 2
+    assert "no column 'nope'" in capsys.readouterr().err
+
+
+def test_skab_protocol_on_a_few_files_pools_counts_and_shows_the_leaderboard(capsys):
+    files = 3
+    argv = ["evaluate", "--protocol", "skab", "--data", str(SKAB), "--models", "pca_t2q,gmm"]
+    assert main([*argv, "--files", str(files), "--json", "-q"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["protocol"] == "skab" and [r["model"] for r in result["rows"]] == [
+        "pca_t2q",
+        "gmm",
+    ]
+    test_rows = sum(len(d.samples) - skab.TRAIN_ROWS for d in skab.load_skab(SKAB)[:files])
+    for row in result["rows"]:
+        assert row["tp"] + row["fp"] + row["fn"] + row["tn"] == test_rows
+        assert row["f1"] > 0.6 and 0 <= row["far_pct"] <= 100
+    published = {r["model"]: r for r in result["leaderboard"]}
+    assert published["Conv-AE"] == {
+        "model": "Conv-AE",
+        "f1": 0.78,
+        "far_pct": 13.55,
+        "mar_pct": 28.02,
+    }
+    assert main([*argv[:-2], "--models", "magic", "-q"]) == 2
+    assert "unknown SKAB method magic" in capsys.readouterr().err
+
+
+def test_skab_smoothing_is_causal():
+    scores = np.random.default_rng(0).normal(size=50)
+    smoothed = skab.smooth(scores, 5)
+    changed = scores.copy()
+    changed[30:] += 100
+    assert np.array_equal(skab.smooth(changed, 5)[:30], smoothed[:30])
+
+
+def test_bench_scoring_prints_every_model(capsys):
+    assert main(["bench", "scoring", "--json", "--rounds", "100"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    models = [r["model"] for r in result["scoring"]]
+    assert models == [
+        "isolation_forest_compact",
+        "isolation_forest_skl2onnx",
+        "sklearn_isolation_forest",
+        "autoencoder",
+    ]
+    for r in result["scoring"]:
+        assert 0 < r["p50_us"] <= r["p99_us"] and r["batch256_rows_per_s"] > 0
+    assert main(["bench", "scoring", "--rounds", "10"]) == 2
