@@ -28,6 +28,7 @@ from kernels.timedomain import TIME_FEATURES
 
 Kind = Literal["waveform", "process", "record"]
 Family = Literal["time", "spectral", "bands", "envelope"]
+Rolling = Literal["value", "roll_mean", "roll_std", "zscore", "diff", "ewma"]
 ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 # Samples whose fourth powers (kurtosis) and squares (band power, float32 output) stay finite.
@@ -100,6 +101,7 @@ class FeatureSpec(BaseModel):
     envelope_band: tuple[float, float] | None = None
     history: int | None = Field(default=None, ge=2, le=100_000)
     ewma_alpha: float | None = Field(default=None, gt=0, le=1)
+    rolling: tuple[Rolling, ...] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -111,6 +113,8 @@ class FeatureSpec(BaseModel):
         if data["kind"] == "process":
             data.setdefault("history", DEFAULT_HISTORY)
             data.setdefault("ewma_alpha", DEFAULT_EWMA_ALPHA)
+            if data.get("rolling") is None:
+                data["rolling"] = ROLLING_FEATURES
             return data
         window = data.get("window")
         if data.get("hop") is None and isinstance(window, int):
@@ -135,14 +139,22 @@ class FeatureSpec(BaseModel):
     def _consistent(self) -> Self:
         if len(set(self.channels)) != len(self.channels):
             raise ValueError("channels must have distinct names")
+        if self.rolling is not None and self.kind != "process":
+            raise ValueError(f"rolling: only for process inputs, not {self.kind}")
         if self.kind == "waveform":
             self._check_waveform()
-        else:
-            given = [name for name in _WAVEFORM_ONLY if getattr(self, name) is not None]
-            if given:
-                raise ValueError(f"{', '.join(given)}: only for waveform inputs, not {self.kind}")
-            if self.kind == "record" and (self.history is not None or self.ewma_alpha is not None):
-                raise ValueError("history, ewma_alpha: only for process inputs, not record")
+            return self
+        given = [name for name in _WAVEFORM_ONLY if getattr(self, name) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only for waveform inputs, not {self.kind}")
+        if self.kind == "record" and (self.history is not None or self.ewma_alpha is not None):
+            raise ValueError("history, ewma_alpha: only for process inputs, not record")
+        if self.kind == "process":
+            assert self.rolling is not None
+            if not self.rolling or len(set(self.rolling)) != len(self.rolling):
+                raise ValueError("rolling must name each statistic once, and at least one")
+            if self.rolling != tuple(r for r in ROLLING_FEATURES if r in self.rolling):
+                raise ValueError(f"rolling must keep the order of {ROLLING_FEATURES}")
         return self
 
     def _check_waveform(self) -> None:
@@ -210,7 +222,8 @@ class FeatureSpec(BaseModel):
         """A waveform channel's features by family, in output order; other kinds have one
         family named after the kind."""
         if self.kind == "process":
-            return {"process": ROLLING_FEATURES}
+            assert self.rolling is not None
+            return {"process": self.rolling}
         if self.kind == "record":
             return {"record": ("value",)}
         assert self.families is not None
@@ -277,6 +290,14 @@ class Featurizer:
             assert spec.history is not None and spec.ewma_alpha is not None
             self._alpha = spec.ewma_alpha
             self._state = RollingState.empty(spec.history, len(spec.channels))
+            assert spec.rolling is not None
+            self._columns: np.ndarray | None = None
+            if spec.rolling != ROLLING_FEATURES:
+                picked = [ROLLING_FEATURES.index(r) for r in spec.rolling]
+                width = len(ROLLING_FEATURES)
+                self._columns = np.array(
+                    [c * width + k for c in range(len(spec.channels)) for k in picked]
+                )
 
     def _plan_waveform(self, spec: FeatureSpec) -> None:
         """Everything the kernels need beside the samples, once per dtype."""
@@ -336,8 +357,12 @@ class Featurizer:
             )
         if self.spec.kind == "record":
             np.copyto(out, rows, casting="same_kind")
-        else:
+        elif self._columns is None:
             rolling_features(rows, self._alpha, *self._state, out)
+        else:
+            every = np.empty((rows.shape[0], len(ROLLING_FEATURES) * rows.shape[1]), out.dtype)
+            rolling_features(rows, self._alpha, *self._state, every)
+            out[:] = every[:, self._columns]
         return out
 
     def _checked(self, data: np.ndarray, tail: tuple[int, ...], axes: str) -> np.ndarray:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.cli import main
 from agent.simulate import PROCESS_CHANNELS, Fault, simulate_process
@@ -103,12 +105,22 @@ def test_skab_protocol_on_a_few_files_pools_counts_and_shows_the_leaderboard(cap
     assert "unknown SKAB method magic" in capsys.readouterr().err
 
 
-def test_skab_smoothing_is_causal():
-    scores = np.random.default_rng(0).normal(size=50)
-    smoothed = skab.smooth(scores, 5)
-    changed = scores.copy()
-    changed[30:] += 100
-    assert np.array_equal(skab.smooth(changed, 5)[:30], smoothed[:30])
+@given(st.lists(st.booleans(), max_size=60), st.integers(1, 10))
+def test_confirmation_drops_short_runs_and_keeps_long_ones_whole(flags, min_rows):
+    flags = np.array(flags, dtype=bool)
+    kept = skab.confirm(flags, min_rows)
+    assert not (kept & ~flags).any()
+    for start, end in runs(flags):
+        assert kept[start:end].all() == (end - start >= min_rows)
+        assert kept[start:end].any() == (end - start >= min_rows)
+
+
+def test_the_tuned_skab_method_skips_the_drifting_temperatures(capsys):
+    argv = ["evaluate", "--protocol", "skab", "--data", str(SKAB), "--models", "kmeans_ewma"]
+    assert main([*argv, "--files", "2", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "edgewatch  kmeans_ewma" in out and "published  Conv-AE" in out
+    assert "Temperature" not in skab.STEADY_CHANNELS and len(skab.STEADY_CHANNELS) == 6
 
 
 def test_bench_scoring_prints_every_model(capsys):

@@ -93,6 +93,11 @@ def test_bad_waveform_specs_are_refused_with_a_reason(overrides, message):
         ({"kind": "process", "history": 1}, "history"),
         ({"kind": "process", "ewma_alpha": 0}, "ewma_alpha"),
         ({"kind": "record", "history": 5}, "only for process inputs"),
+        ({"kind": "record", "rolling": ["ewma"]}, "rolling: only for process inputs"),
+        ({"kind": "process", "rolling": []}, "at least one"),
+        ({"kind": "process", "rolling": ["ewma", "ewma"]}, "each statistic once"),
+        ({"kind": "process", "rolling": ["ewma", "value"]}, "keep the order"),
+        ({"kind": "process", "rolling": ["median"]}, "rolling"),
         ({"kind": "image"}, "kind"),
     ],
 )
@@ -193,3 +198,14 @@ def test_the_numba_cache_follows_numba_cache_dir_and_the_kernel_sources(tmp_path
     monkeypatch.delenv("NUMBA_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir(sources).parent == tmp_path / "xdg" / "edgewatch" / "numba"
+
+
+def test_a_process_spec_can_pick_its_rolling_statistics():
+    rows = np.random.default_rng(8).normal(size=(50, 2)) + 5
+    full = FeatureSpec(kind="process", channels=["t", "p"])
+    picked = FeatureSpec(kind="process", channels=["t", "p"], rolling=["roll_mean", "ewma"])
+    assert picked.feature_names == ("ch0.roll_mean", "ch0.ewma", "ch1.roll_mean", "ch1.ewma")
+    everything = featurize(full, rows)
+    columns = [full.feature_names.index(name) for name in picked.feature_names]
+    np.testing.assert_array_equal(featurize(picked, rows), everything[:, columns])
+    assert full.rolling == ("value", "roll_mean", "roll_std", "zscore", "diff", "ewma")
