@@ -11,8 +11,7 @@ import numpy as np
 import onnx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.bundle import SCHEMA_VERSION, Bundle, Manifest, ModelInfo, Tensor, Thresholds, Training
-from agent.calibration import ScoreScale
+from agent.bundle import SCHEMA_VERSION, Bundle, Manifest, ModelInfo, Tensor, Training
 from agent.features import FeatureSpec
 from agent.scorer import open_session
 from agent.simulate import PROCESS_CHANNELS, simulate_process, simulate_waveform
@@ -23,7 +22,7 @@ from export.datasets import Dataset, Features, features, from_simulation, load_c
 from export.detectors import build
 from export.detectors.base import Detector, Progress, quiet
 from export.metrics import point_metrics
-from export.onnxgraph import INPUT
+from export.onnxgraph import FEATURE_ERROR, INPUT, SCORE
 from export.parity import compare, with_flips
 
 MODEL_FILE = "model.onnx"
@@ -42,12 +41,9 @@ LIBRARIES = (
 
 @dataclass(frozen=True)
 class Trained:
-    """A fitted detector with its ONNX model, calibrated on validation rows."""
+    """An ONNX model and its manifest, calibrated on validation rows."""
 
-    detector: Detector
     model: onnx.ModelProto
-    scale: ScoreScale
-    thresholds: Thresholds
     manifest: Manifest
 
 
@@ -115,7 +111,7 @@ def fit(
     y_valid = labels[validation_rows] if labels is not None else None
     native = detector.score(x_valid)
     session = open_session(model.SerializeToString())
-    exported = session.run(["score"], {INPUT: np.ascontiguousarray(x_valid, np.float32)})[0]
+    exported = session.run([SCORE], {INPUT: np.ascontiguousarray(x_valid, np.float32)})[0]
     parity = compare(native, exported, config.calibration.parity_tolerance)
     normal = exported if y_valid is None else exported[y_valid == 0]
     scale = fit_scale(normal)
@@ -135,18 +131,6 @@ def fit(
     if y_valid is not None and y_valid.any():
         metrics = point_metrics(exported, y_valid, thresholds.raw_warning)
     model_bytes = model.SerializeToString()
-    shape: tuple[int | None, ...] = (
-        (None, width)
-        if detector.history == 1
-        else (
-            None,
-            detector.history,
-            width,
-        )
-    )
-    outputs = [Tensor(name="score", dtype="float32", shape=(None,))]
-    if detector.explains:
-        outputs.append(Tensor(name="feature_error", dtype="float32", shape=(None, width)))
     manifest = Manifest(
         schema_version=SCHEMA_VERSION,
         name=config.name,
@@ -155,15 +139,7 @@ def fit(
         edgewatch_version=metadata.version("edgewatch"),
         feature_spec=spec,
         feature_names=spec.feature_names,
-        model=ModelInfo(
-            kind=detector.kind,
-            file=MODEL_FILE,
-            input=Tensor(name=INPUT, dtype="float32", shape=shape),
-            outputs=tuple(outputs),
-            opsets={o.domain or "ai.onnx": o.version for o in model.opset_import},
-            history=detector.history,
-            members=tuple(m.kind for m in getattr(detector, "members", ())),
-        ),
+        model=_model_info(detector, model, width),
         score=scale,
         thresholds=thresholds,
         training=Training(
@@ -180,7 +156,25 @@ def fit(
         ),
         files={MODEL_FILE: digest(model_bytes)},
     )
-    return Trained(detector, model, scale, thresholds, manifest)
+    return Trained(model, manifest)
+
+
+def _model_info(detector: Detector, model: onnx.ModelProto, width: int) -> ModelInfo:
+    """The manifest's description of the exported model's inputs and outputs."""
+    history = detector.history
+    shape = (None, width) if history == 1 else (None, history, width)
+    outputs = [Tensor(name=SCORE, dtype="float32", shape=(None,))]
+    if detector.explains:
+        outputs.append(Tensor(name=FEATURE_ERROR, dtype="float32", shape=(None, width)))
+    return ModelInfo(
+        kind=detector.kind,
+        file=MODEL_FILE,
+        input=Tensor(name=INPUT, dtype="float32", shape=shape),
+        outputs=tuple(outputs),
+        opsets={o.domain or "ai.onnx": o.version for o in model.opset_import},
+        history=history,
+        members=tuple(m.kind for m in getattr(detector, "members", ())),
+    )
 
 
 def _history(config: TrainConfig) -> int:

@@ -8,6 +8,7 @@ import pytest
 from agent.bundle import verify_bundle
 from agent.calibration import ScoreScale
 from agent.cli import main
+from agent.scorer import Scorer
 from export.calibrate import budget_thresholds, f1_thresholds, fit_scale
 from export.config import ConfigError, load_config, parse_config
 from export.datasets import DataError, features, load_csv, load_npy, split
@@ -188,3 +189,18 @@ def test_train_command_reports_bad_input_in_one_line_each(tmp_path, capsys):
     assert main(["train", str(missing), "-o", str(tmp_path / "b")]) == 2
     assert "none.csv: No such file or directory" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_a_sequence_model_bundle_takes_a_history_of_rows(tmp_path):
+    config = tmp_path / "seq.toml"
+    model = (
+        '[model]\nkind = "sequence_autoencoder"\nhistory = 8\nfilters = 8\nepochs = 2\npatience = 0'
+    )
+    config.write_text(PROCESS.split("[model]")[0] + model + "\n[calibration]\nvalidation = 0.3\n")
+    assert main(["train", str(config), "-o", str(tmp_path / "b"), "-q"]) == 0
+    bundle = verify_bundle(tmp_path / "b")
+    assert bundle.manifest.model.input.shape == (None, 8, 24)
+    assert bundle.manifest.model.history == 8
+    rows = np.random.default_rng(0).normal(size=(3, 8, 24)).astype(np.float32)
+    scores = Scorer(bundle)(rows)
+    assert scores.raw.shape == (3,) and scores.feature_error.shape == (3, 24)
