@@ -14,7 +14,7 @@ from pathlib import Path
 INSTALL_HINT = "pip install 'edgewatch[train]'"
 
 
-def add_commands(commands: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(commands: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model and write a verified bundle")
     train.add_argument("config", type=Path, help="the training config (TOML)")
     train.add_argument("-o", "--out", type=Path, required=True, help="bundle directory or .tar")
@@ -56,7 +56,7 @@ def _guarded(
                 file=sys.stderr,
             )
             return 2
-        except ValueError as e:
+        except (ValueError, OSError) as e:
             for line in str(e).splitlines():
                 print(f"edgewatch {name}: {line}", file=sys.stderr)
             return 2
