@@ -100,12 +100,8 @@ class _Autoencoder(Detector):
             return {name: tf.identity(out[name], name=name) for name in (SCORE, FEATURE_ERROR)}
 
         converted, _ = tf2onnx.convert.from_function(graph, input_signature=signature, opset=OPSET)
-        return _pinned(converted)
-
-
-def _pinned(model: onnx.ModelProto) -> onnx.ModelProto:
-    """tf2onnx's graph under the opsets every other export uses."""
-    return finish(model.graph)
+        # tf2onnx's graph, under the opsets every other export uses.
+        return finish(converted.graph)
 
 
 class AutoencoderDetector(_Autoencoder):
