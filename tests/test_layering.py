@@ -1,0 +1,69 @@
+"""Imports flow export -> agent -> kernels, and a gateway never loads the training stack."""
+
+import ast
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINING_STACK = (
+    "sklearn",
+    "tensorflow",
+    "keras",
+    "skl2onnx",
+    "tf2onnx",
+    "onnx",
+    "matplotlib",
+)
+
+
+def imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize(
+    "package, forbidden",
+    [
+        ("kernels", {"agent", "export", "scipy", *TRAINING_STACK}),
+        ("agent", {"export", "scipy", *TRAINING_STACK}),
+    ],
+)
+def test_no_module_imports_upstream(package, forbidden):
+    for path in (ROOT / package).rglob("*.py"):
+        assert not imported_packages(path) & forbidden, path
+
+
+def test_the_agent_and_its_command_line_load_no_training_library():
+    # scipy is left out here: numba imports it whenever it is installed, for its BLAS bindings.
+    code = (
+        "import sys, pkgutil, importlib, agent\n"
+        "for m in pkgutil.walk_packages(agent.__path__, 'agent.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "from agent.cli import _parser; _parser()\n"
+        f"print(sorted(set({TRAINING_STACK!r}) & {{n.split('.')[0] for n in sys.modules}}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_an_edge_install_does_not_pull_the_training_stack():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = {dep.split(">")[0].split("=")[0].strip().lower() for dep in project["dependencies"]}
+    assert not base & {
+        "scikit-learn",
+        "tensorflow",
+        "tensorflow-cpu",
+        "skl2onnx",
+        "tf2onnx",
+        "onnx",
+    }
