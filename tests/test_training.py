@@ -1,9 +1,15 @@
 """Training data, configs, calibration and ``edgewatch train``."""
 
+import subprocess
+import sys
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.bundle import verify_bundle
 from agent.calibration import ScoreScale
@@ -204,3 +210,51 @@ def test_a_sequence_model_bundle_takes_a_history_of_rows(tmp_path):
     rows = np.random.default_rng(0).normal(size=(3, 8, 24)).astype(np.float32)
     scores = Scorer(bundle)(rows)
     assert scores.raw.shape == (3,) and scores.feature_error.shape == (3, 24)
+
+
+@given(
+    st.lists(
+        st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=3, max_size=3),
+        min_size=1,
+        max_size=20,
+    ),
+    st.sampled_from([",", ";", "\t", "|"]),
+)
+def test_csv_round_trips_any_table_of_numbers(rows, delimiter):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "t.csv"
+        lines = [delimiter.join(["time", "a", "b"])]
+        lines += [delimiter.join(repr(v) for v in [i, *row[1:]]) for i, row in enumerate(rows)]
+        path.write_text("\n".join(lines) + "\n")
+        data = load_csv(path, delimiter=delimiter)
+        assert data.channels == ("a", "b")
+        np.testing.assert_array_equal(data.samples, np.array(rows)[:, 1:])
+
+
+@given(st.binary(max_size=300))
+def test_csv_garbage_is_a_data_error_or_a_table(raw):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "g.csv"
+        path.write_bytes(raw)
+        try:
+            data = load_csv(path, delimiter=",")
+        except DataError:
+            return
+        assert data.samples.ndim == 2 and np.isfinite(data.samples).all()
+
+
+def test_training_commands_on_an_edge_install_say_what_to_install(tmp_path):
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('sklearn', 'tensorflow'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from agent.cli import main\n"
+        f"sys.exit(main(['train', {str(tmp_path / 'x.toml')!r}, '-o', 'b']))\n"
+    )
+    (tmp_path / "x.toml").write_text(PROCESS)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert "needs sklearn; install the training extra: pip install 'edgewatch[train]'" in out.stderr
