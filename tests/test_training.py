@@ -258,3 +258,31 @@ def test_training_commands_on_an_edge_install_say_what_to_install(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 2, out.stderr
     assert "needs sklearn; install the training extra: pip install 'edgewatch[train]'" in out.stderr
+
+
+def test_a_waveform_model_learns_a_bearing_fault_from_simulated_vibration(tmp_path):
+    (tmp_path / "fan.toml").write_text(
+        """name = "fan"
+[data]
+type = "simulate"
+duration = 40
+seed = 5
+faults = [{kind = "outer_race", start = 34, end = 40}]
+[features]
+kind = "waveform"
+sample_rate = 25600
+window = 4096
+channels = ["x", "y", "z"]
+bearing = {balls = 9, ball_diameter = 7.94, pitch_diameter = 39.04}
+shaft_hz = 29.95
+envelope_band = [2000, 8000]
+[model]
+kind = "isolation_forest"
+[calibration]
+validation = 0.3
+"""
+    )
+    assert main(["train", str(tmp_path / "fan.toml"), "-o", str(tmp_path / "fan.tar"), "-q"]) == 0
+    manifest = verify_bundle(tmp_path / "fan.tar").manifest
+    assert "ch0.env_bpfo" in manifest.feature_names and manifest.model.width == 84
+    assert manifest.training.metrics["recall"] > 0.9 and manifest.training.metrics["far"] < 0.05
