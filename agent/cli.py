@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -24,11 +25,30 @@ def _bench_kernels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    from agent.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as e:
+        for line in str(e).splitlines():
+            print(f"{args.file}: {line}", file=sys.stderr)
+        return 2
+    print(
+        f"{args.file}: ok: {len(config.sources)} sources, {len(config.sinks)} sinks, "
+        f"topics under {config.topics}"
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgewatch", description="Anomaly detection for industrial machines, on the gateway."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = commands.add_parser("check-config", help="validate an agent config, one line a problem")
+    check.add_argument("file", type=Path, help="the agent config (TOML)")
+    check.set_defaults(handler=_check_config)
     bench = commands.add_parser("bench", help="measure speed on this machine")
     targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
     kernels = targets.add_parser(

@@ -1,0 +1,363 @@
+"""The agent's configuration: TOML read into frozen, validated models.
+
+Sources and sinks are discriminated unions on ``type``. Environment variables override the file:
+``EDGEWATCH_MQTT__HOST=broker`` sets ``mqtt.host``, ``EDGEWATCH_SOURCES__0__PORT=/dev/ttyS1``
+sets the first source's port; each value is read as TOML when it parses as a TOML value, else as
+a string. Secrets come from files: ``password_file`` and TLS key paths that are relative are
+looked up in ``$CREDENTIALS_DIRECTORY``, where systemd's ``LoadCredential=`` puts them.
+
+Every problem is reported at once, one line each, as ``path: message``.
+"""
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+ENV_PREFIX = "EDGEWATCH_"
+CREDENTIALS = "CREDENTIALS_DIRECTORY"
+BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000, 2000000)
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Topic = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^#+\x00]*$")]
+TopicFilter = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; one ``path: message`` line per problem."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def credential(path: Path) -> Path:
+    """``path``, or for a relative one the file of that name in ``$CREDENTIALS_DIRECTORY``."""
+    folder = os.environ.get(CREDENTIALS)
+    return Path(folder) / path if folder and not path.is_absolute() else path
+
+
+def _readable(path: Path) -> Path:
+    resolved = credential(path)
+    try:
+        with resolved.open("rb"):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot read {resolved}: {e.strerror}") from None
+    return resolved
+
+
+class Tls(_Frozen):
+    """TLS to the broker; ``cert`` and ``key`` together authenticate the agent by certificate."""
+
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+    @model_validator(mode="after")
+    def _files(self) -> Self:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together: give both or neither")
+        for path in (self.ca, self.cert, self.key):
+            if path is not None:
+                _readable(path)
+        return self
+
+
+class Broker(_Frozen):
+    """The MQTT broker that sources and sinks of type mqtt share."""
+
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "localhost"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: Name | None = None
+    username: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    password_file: Path | None = None
+    tls: Tls | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+
+    @model_validator(mode="after")
+    def _login(self) -> Self:
+        if self.password_file is not None:
+            if self.username is None:
+                raise ValueError("password_file needs a username")
+            _readable(self.password_file)
+        return self
+
+    def password(self) -> str | None:
+        """The password, read from its file now (so a rotated credential is picked up)."""
+        if self.password_file is None:
+            return None
+        return credential(self.password_file).read_text().strip()
+
+
+class _Source(_Frozen):
+    device: Name
+    channels: tuple[Name, ...] = Field(min_length=1, max_length=256)
+    sample_rate: float = Field(gt=0, le=10_000_000)
+
+
+class SerialSource(_Source):
+    """A serial port carrying CSV lines or binary frames (sync word, length, sequence, CRC-16)."""
+
+    type: Literal["serial"]
+    port: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    baudrate: int = 115200
+    format: Literal["csv", "binary"] = "binary"
+    reconnect_max_s: Seconds = 30.0
+
+    @model_validator(mode="after")
+    def _rate(self) -> Self:
+        if self.baudrate not in BAUD_RATES:
+            raise ValueError(f"baudrate {self.baudrate} is not one of {list(BAUD_RATES)}")
+        return self
+
+
+class MqttSource(_Frozen):
+    """Sensor blocks from the broker: JSON or the binary block format; ``device`` and channels
+    come with each message."""
+
+    type: Literal["mqtt"]
+    topic: TopicFilter
+    format: Literal["json", "binary"] = "json"
+    max_inflight: int = Field(default=1000, ge=1, le=1_000_000)
+
+
+class ReplaySource(_Source):
+    """A recorded CSV or NPY file, at real time, ``speed`` times faster, or as fast as it goes."""
+
+    type: Literal["replay"]
+    path: Path
+    speed: float | Literal["max"] = 1.0
+
+    @model_validator(mode="after")
+    def _speed(self) -> Self:
+        if self.speed != "max" and not 0 < float(self.speed) <= 10_000:
+            raise ValueError("speed must be above 0 and at most 10000, or 'max'")
+        return self
+
+
+Source = Annotated[SerialSource | MqttSource | ReplaySource, Field(discriminator="type")]
+
+
+class MqttSink(_Frozen):
+    """Alerts at QoS 1 under ``<topic_root>alerts``; score telemetry at QoS 0 when asked."""
+
+    type: Literal["mqtt"]
+    telemetry: bool = False
+    telemetry_interval_s: Seconds = 10.0
+
+
+class StdoutSink(_Frozen):
+    type: Literal["stdout"]
+
+
+class JsonlSink(_Frozen):
+    type: Literal["jsonl"]
+    path: Path
+
+
+Sink = Annotated[MqttSink | StdoutSink | JsonlSink, Field(discriminator="type")]
+
+
+class Model(_Frozen):
+    """The bundle to score with, and how to trust it. The bundle may arrive later; the key
+    must be readable now."""
+
+    bundle: Path
+    public_key: Path | None = None
+    threads: int = Field(default=1, ge=1, le=64)
+    watch: bool = True
+
+    @model_validator(mode="after")
+    def _key(self) -> Self:
+        if self.public_key is not None:
+            _readable(self.public_key)
+        return self
+
+
+class RmsGate(_Frozen):
+    """Idle while every channel's RMS is below ``floor``."""
+
+    type: Literal["rms"]
+    floor: float = Field(gt=0)
+
+
+class ProcessGate(_Frozen):
+    """Idle while process channel ``channel`` is below ``minimum``."""
+
+    type: Literal["process"]
+    channel: Name
+    minimum: float
+
+
+class Decision(_Frozen):
+    """How scores become alerts. Thresholds are the bundle's unless given here."""
+
+    warmup_windows: int = Field(default=10, ge=0, le=1_000_000)
+    warning: float | None = None
+    critical: float | None = None
+    n: int = Field(default=3, ge=1, le=1000)
+    m: int = Field(default=5, ge=1, le=1000)
+    hysteresis: float = Field(default=0.5, ge=0, le=100)
+    min_duration_s: float = Field(default=0.0, ge=0, le=86_400)
+    cooldown_s: float = Field(default=60.0, ge=0, le=86_400)
+    gate: Annotated[RmsGate | ProcessGate, Field(discriminator="type")] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.n > self.m:
+            raise ValueError(f"n ({self.n}) of m ({self.m}): n must not exceed m")
+        if self.warning is not None and self.critical is not None and self.critical < self.warning:
+            raise ValueError("critical must not be below warning")
+        return self
+
+
+class Spool(_Frozen):
+    """The store-and-forward spool (SQLite): alerts wait here until the broker acknowledges."""
+
+    path: Path = Path("/var/lib/edgewatch/spool.sqlite")
+    max_rows: int = Field(default=100_000, ge=10, le=100_000_000)
+    max_bytes: int = Field(default=64 << 20, ge=1 << 16, le=1 << 40)
+
+
+class Http(_Frozen):
+    """``/healthz`` and ``/metrics``; loopback unless told otherwise."""
+
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "127.0.0.1"
+    port: int = Field(default=9108, ge=1, le=65535)
+
+
+class AgentConfig(_Frozen):
+    site: Name
+    device: Name
+    topic_root: Topic = "edgewatch/{site}/{device}/"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    model: Model
+    sources: tuple[Source, ...] = Field(min_length=1, max_length=64)
+    sinks: tuple[Sink, ...] = Field(min_length=1, max_length=16)
+    mqtt: Broker | None = None
+    decision: Decision = Decision()
+    spool: Spool = Spool()
+    feedback_db: Path = Path("/var/lib/edgewatch/feedback.sqlite")
+    http: Http = Http()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        uses_mqtt = [
+            f"{kind}[{i}]"
+            for kind, items in (("sources", self.sources), ("sinks", self.sinks))
+            for i, item in enumerate(items)
+            if item.type == "mqtt"
+        ]
+        if uses_mqtt and self.mqtt is None:
+            raise ValueError(f"{', '.join(uses_mqtt)} need an [mqtt] broker section")
+        try:
+            self.topic_root.format(site=self.site, device=self.device)
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(
+                f"topic_root {self.topic_root!r} may use only {{site}} and {{device}}"
+            ) from None
+        devices = [s.device for s in self.sources if not isinstance(s, MqttSource)]
+        if len(set(devices)) != len(devices):
+            raise ValueError(f"each serial or replay source needs its own device, got {devices}")
+        return self
+
+    @property
+    def topics(self) -> str:
+        """The topic root with site and device filled in."""
+        return self.topic_root.format(site=self.site, device=self.device)
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id: the configured one, else ``edgewatch-<site>-<device>``."""
+        given = self.mqtt.client_id if self.mqtt is not None else None
+        return given or f"edgewatch-{self.site}-{self.device}"
+
+
+def _override(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """``data`` with every ``EDGEWATCH_A__B__0__C`` variable applied at ``a.b[0].c``."""
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node: Any = data
+        for i, key in enumerate(path[:-1]):
+            step: str | int = int(key) if re.fullmatch(r"\d+", key) else key
+            if isinstance(node, list) and isinstance(step, int) and step < len(node):
+                node = node[step]
+            elif isinstance(node, dict) and isinstance(step, str):
+                node = node.setdefault(step, {})
+            else:
+                raise ConfigError(f"{name}: no {'.'.join(path[: i + 1])} to override")
+        last = path[-1]
+        if isinstance(node, list) and re.fullmatch(r"\d+", last) and int(last) < len(node):
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"{name}: no {'.'.join(path)} to override")
+    return data
+
+
+def parse_config(text: str, env: Mapping[str, str] | None = None) -> AgentConfig:
+    """A validated config from TOML ``text`` and the ``EDGEWATCH_`` variables in ``env``."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"not valid TOML: {e}") from None
+    data = _override(data, os.environ if env is None else env)
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError("\n".join(_lines(e))) from None
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> AgentConfig:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    return parse_config(text, env)
+
+
+_TAGS = {"serial", "mqtt", "replay", "stdout", "jsonl", "rms", "process"}
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """``sources[0].port`` for pydantic's ``("sources", 0, "serial", "port")``: indices in
+    brackets, and the union's tag left out."""
+    where = ""
+    for i, part in enumerate(loc):
+        after_choice = i > 0 and (isinstance(loc[i - 1], int) or loc[i - 1] == "gate")
+        if isinstance(part, int):
+            where += f"[{part}]"
+        elif not (after_choice and part in _TAGS):
+            where += f".{part}" if where else part
+    return where or "config"
+
+
+def _lines(error: ValidationError) -> list[str]:
+    problems = error.errors()
+    # A list whose bad item was dropped is then also "too short": say only what was wrong.
+    inner = {p["loc"][:i] for p in problems for i in range(1, len(p["loc"]))}
+    return [
+        f"{_where(p['loc'])}: {p['msg'].removeprefix('Value error, ')}"
+        for p in problems
+        if not (p["type"] == "too_short" and p["loc"] in inner)
+    ]

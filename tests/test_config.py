@@ -1,0 +1,133 @@
+"""The agent config: the example is valid, every bad field is named, env and secrets work."""
+
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.config import ConfigError, load_config, parse_config
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "agent.example.toml"
+MINIMAL = """
+site = "a"
+device = "g"
+[model]
+bundle = "/b.tar"
+[[sources]]
+type = "serial"
+device = "pump"
+port = "/dev/ttyUSB0"
+channels = ["x"]
+sample_rate = 1000
+[[sinks]]
+type = "stdout"
+"""
+
+
+def test_the_example_config_is_accepted_and_uses_every_section(capsys):
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    assert "ok: 3 sources, 3 sinks" in capsys.readouterr().out
+    config = load_config(EXAMPLE, env={})
+    assert {s.type for s in config.sources} == {"serial", "mqtt", "replay"}
+    assert config.topics == "edgewatch/plant-a/gateway-7/"
+    assert config.decision.gate is not None and config.http.host == "127.0.0.1"
+
+
+def test_defaults_fill_a_minimal_config():
+    config = parse_config(MINIMAL, env={})
+    assert config.decision.n == 3 and config.spool.max_rows == 100_000
+    assert config.client_id == "edgewatch-a-g" and config.model.threads == 1
+
+
+@pytest.mark.parametrize(
+    "edit, line",
+    [
+        (
+            lambda t: t.replace('port = "/dev/ttyUSB0"', "port = 5"),
+            "sources[0].port: Input should be",
+        ),
+        (lambda t: t.replace("sample_rate = 1000", "sample_rate = 0"), "sources[0].sample_rate:"),
+        (lambda t: t.replace("= 1000", "= 1000\nbaudrate = 1234"), "baudrate 1234 is not one of"),
+        (lambda t: t.replace('type = "serial"', 'type = "usb"'), "sources[0]: Input tag 'usb'"),
+        (lambda t: t.replace('type = "stdout"', 'type = "mqtt"'), "sinks[0] need an [mqtt] broker"),
+        (lambda t: t.replace('device = "g"', 'device = "g/h"'), "device: String should match"),
+        (lambda t: t + "[decision]\nn = 6\nm = 5\n", "decision: n (6) of m (5)"),
+        (lambda t: t + "[decision]\nwarning = 3\ncritical = 2\n", "critical must not be below"),
+        (lambda t: t + '[decision.gate]\ntype = "rms"\nfloor = -1\n', "decision.gate.floor:"),
+        (lambda t: t + "[http]\nport = 70000\n", "http.port: Input should be less than"),
+        (lambda t: 'topic_root = "a/{plant}/"\n' + t, "may use only {site} and {device}"),
+        (lambda t: 'topic_root = "a/#/"\n' + t, "topic_root: String should match"),
+        (lambda t: "surprise = 1\n" + t, "surprise: Extra inputs are not permitted"),
+        (lambda t: t.replace("[model]", "[modle]"), "model: Field required"),
+        (lambda t: t + "[mqtt]\npassword_file = 'p'\n", "mqtt: password_file needs a username"),
+        (lambda t: t + "[mqtt]\n[mqtt.tls]\nca = '/nope.crt'\n", "cannot read /nope.crt"),
+        (lambda t: t + "[mqtt]\n[mqtt.tls]\nca = '/etc/hostname'\ncert = 'c'\n", "cert and key go"),
+        (
+            lambda t: (
+                t + "[[sources]]\ntype='replay'\ndevice='pump'\npath='x.csv'\n"
+                "channels=['a']\nsample_rate=1\n"
+            ),
+            "each serial or replay source needs its own device",
+        ),
+        (
+            lambda t: (
+                t + "[[sources]]\ntype='replay'\ndevice='r'\npath='x.csv'\nchannels=['a']\n"
+                "sample_rate=1\nspeed=0\n"
+            ),
+            "sources[1]: speed must be above 0",
+        ),
+        (lambda t: t + "[oops", "not valid TOML"),
+    ],
+)
+def test_each_problem_is_one_line_with_its_path(edit, line):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(edit(MINIMAL), env={})
+    assert line in str(caught.value)
+
+
+def test_several_problems_are_reported_together(tmp_path, capsys):
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        MINIMAL.replace("sample_rate = 1000", "sample_rate = -1") + "[http]\nport = 0\n"
+    )
+    assert main(["check-config", str(path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"{path}: sources[0].sample_rate: Input should be greater than 0",
+        f"{path}: http.port: Input should be greater than or equal to 1",
+    ]
+    assert main(["check-config", str(tmp_path / "missing.toml")]) == 2
+    assert "No such file or directory" in capsys.readouterr().err
+
+
+def test_environment_overrides_any_field():
+    env = {
+        "EDGEWATCH_SITE": "plant-b",
+        "EDGEWATCH_SOURCES__0__PORT": "/dev/ttyS3",
+        "EDGEWATCH_SOURCES__0__BAUDRATE": "9600",
+        "EDGEWATCH_DECISION__N": "2",
+        "EDGEWATCH_HTTP__HOST": "0.0.0.0",
+        "PATH": "/usr/bin",
+    }
+    config = parse_config(MINIMAL, env=env)
+    assert config.site == "plant-b" and config.sources[0].port == "/dev/ttyS3"
+    assert config.sources[0].baudrate == 9600 and config.decision.n == 2
+    assert config.http.host == "0.0.0.0"
+    with pytest.raises(ConfigError, match=r"EDGEWATCH_SOURCES__5__PORT: no sources\.5"):
+        parse_config(MINIMAL, env={"EDGEWATCH_SOURCES__5__PORT": "x"})
+    with pytest.raises(ConfigError, match=r"decision\.n: Input should be a valid integer"):
+        parse_config(MINIMAL, env={"EDGEWATCH_DECISION__N": "many"})
+
+
+def test_secrets_come_from_files_and_systemd_credentials(tmp_path, monkeypatch):
+    (tmp_path / "mqtt-password").write_text("s3cret\n")
+    text = MINIMAL + "[mqtt]\nusername = 'gw'\npassword_file = 'mqtt-password'\n"
+    with pytest.raises(ConfigError, match="cannot read mqtt-password"):
+        parse_config(text, env={})
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    config = parse_config(text, env={})
+    assert config.mqtt is not None and config.mqtt.password() == "s3cret"
+    absolute = (
+        MINIMAL + f"[mqtt]\nusername = 'gw'\npassword_file = '{tmp_path / 'mqtt-password'}'\n"
+    )
+    assert parse_config(absolute, env={}).mqtt.password() == "s3cret"
