@@ -17,3 +17,76 @@ def frame(signal: np.ndarray, window: int, hop: int) -> np.ndarray:
         return np.empty((0, *signal.shape[:-1], window), dtype=signal.dtype)
     views = np.lib.stride_tricks.sliding_window_view(signal, window, axis=-1)[..., ::hop, :]
     return np.ascontiguousarray(np.moveaxis(views, -2, 0))
+
+
+class Windower:
+    """Windows of one device's waveform, cut as its blocks arrive.
+
+    Blocks must continue each other in time: a block that starts more than ``max_gap_s`` away
+    from where the last one ended (or that changes the channel count or the sample rate) starts
+    the windows afresh instead of stitching unrelated samples together, and is counted in
+    ``restarts``. Windows and their start times come out in order, ``[k, channels, window]``.
+    """
+
+    def __init__(self, window: int, hop: int, max_gap_s: float | None = None) -> None:
+        if window < 1 or hop < 1 or hop > window:
+            raise ValueError(f"need 1 <= hop <= window, got window {window} and hop {hop}")
+        self.window, self.hop = window, hop
+        self.max_gap_s = max_gap_s
+        self.restarts = 0
+        self._data = np.empty((0, 0), dtype=np.float32)
+        self._start = self._end = 0
+        self._t0 = 0.0
+        self._rate = 0.0
+        self._next_ts: float | None = None
+
+    def push(
+        self, ts: float, sample_rate: float, samples: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Add ``samples[channels, n]`` starting at ``ts``; returns the start times and the
+        windows completed."""
+        channels, n = samples.shape
+        if self._continues(ts, sample_rate, channels):
+            self._append(samples)
+        else:
+            if self._next_ts is not None:
+                self.restarts += 1
+            self._reset(ts, sample_rate, samples)
+        self._next_ts = ts + n / sample_rate
+        return self._windows()
+
+    def _continues(self, ts: float, sample_rate: float, channels: int) -> bool:
+        if self._next_ts is None or sample_rate != self._rate or channels != self._data.shape[0]:
+            return False
+        allowed = self.max_gap_s if self.max_gap_s is not None else self.window / self._rate / 4
+        return abs(ts - self._next_ts) <= allowed
+
+    def _reset(self, ts: float, sample_rate: float, samples: np.ndarray) -> None:
+        channels, n = samples.shape
+        self._data = np.empty((channels, 2 * self.window + n), dtype=np.float32)
+        self._data[:, :n] = samples
+        self._start, self._end = 0, n
+        self._t0, self._rate = ts, sample_rate
+
+    def _append(self, samples: np.ndarray) -> None:
+        n = samples.shape[1]
+        if self._end + n > self._data.shape[1]:
+            kept = self._end - self._start
+            capacity = max(self._data.shape[1], 2 * self.window + n)
+            data = np.empty((self._data.shape[0], capacity), dtype=np.float32)
+            data[:, :kept] = self._data[:, self._start : self._end]
+            self._t0 += self._start / self._rate
+            self._data, self._start, self._end = data, 0, kept
+        self._data[:, self._end : self._end + n] = samples
+        self._end += n
+
+    def _windows(self) -> tuple[np.ndarray, np.ndarray]:
+        ready = self._end - self._start
+        if ready < self.window:
+            return np.empty(0), np.empty((0, self._data.shape[0], self.window), np.float32)
+        k = (ready - self.window) // self.hop + 1
+        span = self._data[:, self._start : self._start + (k - 1) * self.hop + self.window]
+        windows = frame(span, self.window, self.hop)
+        starts = self._t0 + (self._start + self.hop * np.arange(k)) / self._rate
+        self._start += k * self.hop
+        return starts, windows
