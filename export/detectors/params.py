@@ -95,16 +95,18 @@ class SequenceAutoencoderParams(_Network):
         return self
 
 
-MemberParams = Annotated[
+# Detectors that read one feature row; sequence models take a history, so they cannot share an
+# ensemble's input.
+_RowParams = (
     IsolationForestParams
     | OcsvmParams
     | LofParams
     | GmmParams
     | KmeansParams
     | PcaParams
-    | AutoencoderParams,
-    Field(discriminator="kind"),
-]
+    | AutoencoderParams
+)
+MemberParams = Annotated[_RowParams, Field(discriminator="kind")]
 
 
 class EnsembleParams(Params):
@@ -117,14 +119,5 @@ class EnsembleParams(Params):
 
 
 DetectorParams = Annotated[
-    IsolationForestParams
-    | OcsvmParams
-    | LofParams
-    | GmmParams
-    | KmeansParams
-    | PcaParams
-    | AutoencoderParams
-    | SequenceAutoencoderParams
-    | EnsembleParams,
-    Field(discriminator="kind"),
+    _RowParams | SequenceAutoencoderParams | EnsembleParams, Field(discriminator="kind")
 ]
