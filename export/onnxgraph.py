@@ -8,6 +8,8 @@ higher is more anomalous; models that explain their score add ``feature_error``,
 import numpy as np
 import onnx
 from onnx import TensorProto, compose, helper, numpy_helper
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import FloatTensorType
 
 OPSET = 17
 ML_OPSET = 3
@@ -105,11 +107,13 @@ def finish(graph: onnx.GraphProto) -> onnx.ModelProto:
     return model
 
 
-def append_score(model: onnx.ModelProto, output: str, shift: float = 0.0) -> onnx.ModelProto:
-    """A converter's model whose ``output`` is higher for normal rows, with ``shift - output`` as
-    ``score``, its only output."""
-    graph = model.graph
-    nodes = [*graph.node, helper.make_node("Neg", [output], ["negated_score"])]
+def from_sklearn(estimator: object, width: int, shift: float = 0.0) -> onnx.ModelProto:
+    """skl2onnx's model of an outlier detector, whose ``scores`` output is higher for normal
+    rows, with ``shift - scores`` as ``score``, its only output."""
+    graph = to_onnx(
+        estimator, initial_types=[(INPUT, FloatTensorType([None, width]))], target_opset=OPSETS
+    ).graph
+    nodes = [*graph.node, helper.make_node("Neg", ["scores"], ["negated_score"])]
     shape = numpy_helper.from_array(np.array([-1], dtype=np.int64), "score_shape")
     offset = numpy_helper.from_array(np.array(shift, dtype=np.float32), "score_shift")
     nodes.append(helper.make_node("Add", ["negated_score", "score_shift"], ["shifted_score"]))

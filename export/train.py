@@ -97,12 +97,12 @@ def fit(
     """Train, export, check parity and calibrate; the manifest lists ``model.onnx``."""
     spec = config.features
     progress(f"features: {len(spec.feature_names)} per row from {data.name}")
-    inputs, labels = inputs_of(features(spec, data), _history(config))
+    detector = build(config.model)
+    inputs, labels = inputs_of(features(spec, data), detector.history)
     train_rows, validation_rows = split(len(inputs), config.calibration.validation)
     x_train = inputs[train_rows]
     if labels is not None:
         x_train = x_train[labels[train_rows] == 0]
-    detector = build(config.model)
     detector.fit(x_train, progress)
     width = len(spec.feature_names)
     model = detector.to_onnx(width)
@@ -175,10 +175,6 @@ def _model_info(detector: Detector, model: onnx.ModelProto, width: int) -> Model
         history=history,
         members=tuple(m.kind for m in getattr(detector, "members", ())),
     )
-
-
-def _history(config: TrainConfig) -> int:
-    return getattr(config.model, "history", 1)
 
 
 def _libraries() -> dict[str, str]:

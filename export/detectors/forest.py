@@ -12,14 +12,12 @@ float32 keeps every comparison's outcome, so rows take the same paths as in scik
 
 import numpy as np
 import onnx
-from skl2onnx import to_onnx
-from skl2onnx.common.data_types import FloatTensorType
 from sklearn.ensemble import IsolationForest
 from sklearn.ensemble._iforest import _average_path_length
 
 from export.detectors.base import Detector, Progress, float32_rows, quiet
 from export.detectors.params import IsolationForestParams
-from export.onnxgraph import INPUT, OPSETS, Graph, append_score
+from export.onnxgraph import Graph, from_sklearn
 
 
 class IsolationForestDetector(Detector):
@@ -44,13 +42,8 @@ class IsolationForestDetector(Detector):
 
     def to_onnx(self, width: int) -> onnx.ModelProto:
         if self.params.converter == "skl2onnx":
-            converted = to_onnx(
-                self.model,
-                initial_types=[(INPUT, FloatTensorType([None, width]))],
-                target_opset=OPSETS,
-            )
             # skl2onnx gives decision_function: score_samples minus offset_.
-            return append_score(converted, "scores", shift=-float(self.model.offset_))
+            return from_sklearn(self.model, width, shift=-float(self.model.offset_))
         return compact_forest(self.model, width)
 
 

@@ -8,8 +8,6 @@ from abc import abstractmethod
 
 import numpy as np
 import onnx
-from skl2onnx import to_onnx
-from skl2onnx.common.data_types import FloatTensorType
 from sklearn.base import BaseEstimator
 from sklearn.neighbors import LocalOutlierFactor
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -18,7 +16,7 @@ from sklearn.svm import OneClassSVM
 
 from export.detectors.base import Detector, Progress, float32_rows, quiet
 from export.detectors.params import LofParams, OcsvmParams
-from export.onnxgraph import INPUT, OPSETS, append_score
+from export.onnxgraph import from_sklearn
 
 
 class _Converted(Detector):
@@ -35,10 +33,7 @@ class _Converted(Detector):
         return -np.asarray(self.model.decision_function(float32_rows(inputs)), dtype=np.float64)
 
     def to_onnx(self, width: int) -> onnx.ModelProto:
-        converted = to_onnx(
-            self.model, initial_types=[(INPUT, FloatTensorType([None, width]))], target_opset=OPSETS
-        )
-        return append_score(converted, "scores")
+        return from_sklearn(self.model, width)
 
 
 class OcsvmDetector(_Converted):
