@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
+import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -161,6 +162,23 @@ class Training(_Frozen):
     libraries: dict[Name, Name]
 
 
+class FeatureStats(_Frozen):
+    """Each feature's mean and standard deviation on the training rows: what an alert's
+    explanation measures deviations against."""
+
+    mean: tuple[FiniteFloat, ...]
+    std: tuple[Annotated[float, Field(gt=0, allow_inf_nan=False)], ...]
+
+    @classmethod
+    def of(cls, rows: np.ndarray) -> "FeatureStats":
+        """The statistics of ``rows[n, features]``; a constant feature gets a std of 1."""
+        std = rows.std(axis=0, dtype=np.float64)
+        return cls(
+            mean=tuple(rows.mean(axis=0, dtype=np.float64)),
+            std=tuple(np.where(std > 0, std, 1.0)),
+        )
+
+
 class Manifest(_Frozen):
     """``manifest.json``: everything the agent needs to know about a model before it runs it."""
 
@@ -175,6 +193,7 @@ class Manifest(_Frozen):
     score: ScoreScale
     thresholds: Thresholds
     training: Training
+    feature_stats: FeatureStats | None = None
     files: dict[FileName, Sha256] = Field(min_length=1, max_length=MAX_FILES)
 
     @model_validator(mode="after")
@@ -186,6 +205,10 @@ class Manifest(_Frozen):
                 f"the model takes {self.model.width} features per row, the spec gives "
                 f"{len(self.feature_names)}"
             )
+        if self.feature_stats is not None and not (
+            len(self.feature_stats.mean) == len(self.feature_stats.std) == self.model.width
+        ):
+            raise ValueError(f"feature_stats must give {self.model.width} means and stds")
         if self.model.file not in self.files:
             raise ValueError(f"model file {self.model.file!r} is not listed in files")
         if {MANIFEST, SIGNATURE} & self.files.keys():
@@ -200,6 +223,7 @@ class Bundle:
     manifest: Manifest
     files: dict[str, bytes]
     signed: bool
+    manifest_sha256: str
 
     @property
     def model_bytes(self) -> bytes:
@@ -256,7 +280,12 @@ def verify_bundle(path: Path, public_key: Ed25519PublicKey | None = None) -> Bun
     for name, data in files.items():
         if hashlib.sha256(data).hexdigest() != manifest.files[name]:
             raise BundleError(f"{path}: {name} does not match its sha256 in the manifest")
-    return Bundle(manifest, files, signed=signature is not None)
+    return Bundle(
+        manifest,
+        files,
+        signed=signature is not None,
+        manifest_sha256=hashlib.sha256(raw).hexdigest(),
+    )
 
 
 def _parse_manifest(path: Path, raw: bytes) -> Manifest:

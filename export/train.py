@@ -11,7 +11,15 @@ import numpy as np
 import onnx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.bundle import SCHEMA_VERSION, Bundle, Manifest, ModelInfo, Tensor, Training
+from agent.bundle import (
+    SCHEMA_VERSION,
+    Bundle,
+    FeatureStats,
+    Manifest,
+    ModelInfo,
+    Tensor,
+    Training,
+)
 from agent.features import FeatureSpec
 from agent.scorer import open_session
 from agent.simulate import PROCESS_CHANNELS, simulate_process, simulate_waveform
@@ -154,6 +162,7 @@ def fit(
             parity=parity,
             libraries=_libraries(),
         ),
+        feature_stats=FeatureStats.of(x_train if x_train.ndim == 2 else x_train[:, -1]),
         files={MODEL_FILE: digest(model_bytes)},
     )
     return Trained(model, manifest)

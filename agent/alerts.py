@@ -1,0 +1,130 @@
+"""Alert records: what operators receive, as in DESIGN.md.
+
+One ``alert_id`` follows an alert from ``raised`` (through ``escalated``) to ``cleared``. Each
+record carries a per-device sequence number, the model that scored it, and the features that
+drove it: the largest per-feature reconstruction errors when the model gives them, else the
+largest deviations from the training rows in standard deviations.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.bundle import Bundle
+from agent.decision import Severity, State, Transition
+
+TOP_FEATURES = 5
+Measure = Literal["z", "reconstruction_error"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Driver(_Record):
+    """A feature behind the alert: its value and how far it is from normal."""
+
+    name: str
+    value: float
+    deviation: float
+    measure: Measure
+
+
+class ModelRef(_Record):
+    name: str
+    version: str
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class Alert(_Record):
+    alert_id: Annotated[str, Field(min_length=1, max_length=64)]
+    state: State
+    severity: Severity
+    site: str
+    device: str
+    sequence: int = Field(ge=1)
+    ts: datetime
+    started_at: datetime
+    score: float
+    threshold: float
+    reason: str = ""
+    model: ModelRef
+    features: tuple[Driver, ...] = ()
+    historical: bool = False
+
+
+def _time(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class AlertMaker:
+    """Turns a device's transitions into alert records for one model."""
+
+    def __init__(self, site: str, sequences: dict[str, int] | None = None) -> None:
+        self.site = site
+        self.sequences = dict(sequences or {})
+        self._model: ModelRef | None = None
+        self._names: tuple[str, ...] = ()
+        self._mean = self._std = np.zeros(0)
+
+    def use(self, bundle: Bundle) -> None:
+        manifest = bundle.manifest
+        self._model = ModelRef(
+            name=manifest.name, version=manifest.version, sha256=bundle.model_sha256
+        )
+        self._names = manifest.feature_names
+        stats = manifest.feature_stats
+        self._mean = np.array(stats.mean) if stats is not None else np.zeros(0)
+        self._std = np.array(stats.std) if stats is not None else np.zeros(0)
+
+    def make(
+        self,
+        device: str,
+        step: Transition,
+        features: np.ndarray | None = None,
+        errors: np.ndarray | None = None,
+    ) -> Alert:
+        """The record of ``step``; ``features`` (and ``errors``) are the row that caused it."""
+        assert self._model is not None, "use() a model first"
+        sequence = self.sequences.get(device, 0) + 1
+        self.sequences[device] = sequence
+        return Alert(
+            alert_id=step.alert_id,
+            state=step.state,
+            severity=step.severity,
+            site=self.site,
+            device=device,
+            sequence=sequence,
+            ts=_time(step.ts),
+            started_at=_time(step.started_at),
+            score=step.score,
+            threshold=step.threshold,
+            reason=step.reason,
+            model=self._model,
+            features=self._drivers(features, errors) if step.state != "cleared" else (),
+        )
+
+    def _drivers(
+        self, features: np.ndarray | None, errors: np.ndarray | None
+    ) -> tuple[Driver, ...]:
+        if features is None:
+            return ()
+        measure: Measure
+        if errors is not None:
+            weight, measure = errors.astype(np.float64), "reconstruction_error"
+        elif len(self._mean):
+            weight, measure = (features - self._mean) / self._std, "z"
+        else:
+            return ()
+        top = np.argsort(-np.abs(weight), kind="stable")[:TOP_FEATURES]
+        return tuple(
+            Driver(
+                name=self._names[i],
+                value=float(features[i]),
+                deviation=round(float(weight[i]), 4),
+                measure=measure,
+            )
+            for i in top
+        )

@@ -1,0 +1,204 @@
+"""Decisions: calibrated scores of one device, window by window, into an alert's lifecycle.
+
+A model scores; this policy decides. Per device:
+
+- **warm-up**: the first ``warmup`` windows of a running machine decide nothing;
+- **gating**: windows of an idle machine are skipped, and an open alert is cleared;
+- **N-of-M**: a window is *high* when its score is above ``warning``; an alert is wanted once
+  ``n`` of the last ``m`` windows are high;
+- **minimum duration**: and only once that has held for ``min_duration_s``, dated from the first
+  window of the run;
+- **cooldown**: no new alert within ``cooldown_s`` of the last one clearing;
+- **hysteresis**: an open alert stays while ``n`` of the last ``m`` windows are above
+  ``warning - hysteresis``, and clears when they are not;
+- **severity**: ``critical`` above the critical threshold; a warning that crosses it while open
+  is escalated under the same ``alert_id``.
+
+With ``n = m = 1``, no hysteresis and no cooldown, the windows an alert covers are exactly the
+runs of high windows that last ``min_duration_s`` (``export.skab.confirm`` offline).
+"""
+
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from agent.bundle import Thresholds
+from agent.config import Decision
+
+State = Literal["raised", "escalated", "cleared"]
+Severity = Literal["warning", "critical"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    warning: float
+    critical: float
+    warmup: int = 0
+    n: int = 1
+    m: int = 1
+    hysteresis: float = 0.0
+    min_duration_s: float = 0.0
+    cooldown_s: float = 0.0
+
+    @classmethod
+    def of(cls, decision: Decision, thresholds: Thresholds) -> "Policy":
+        """The configured policy, with the bundle's thresholds unless the config sets them."""
+        return cls(
+            warning=thresholds.warning if decision.warning is None else decision.warning,
+            critical=thresholds.critical if decision.critical is None else decision.critical,
+            warmup=decision.warmup_windows,
+            n=decision.n,
+            m=decision.m,
+            hysteresis=decision.hysteresis,
+            min_duration_s=decision.min_duration_s,
+            cooldown_s=decision.cooldown_s,
+        )
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A step in an alert's life: ``ts`` is the window that caused it, ``started_at`` the first
+    window of the run that raised it; ``index`` is that window's position in the batch."""
+
+    state: State
+    alert_id: str
+    severity: Severity
+    started_at: float
+    ts: float
+    score: float
+    threshold: float
+    index: int
+    reason: str = ""
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Decider:
+    """The decision state of one device."""
+
+    def __init__(self, policy: Policy, new_id: Callable[[], str] = _new_id) -> None:
+        self.policy = policy
+        self._new_id = new_id
+        self.seen = 0
+        self._high: deque[bool] = deque(maxlen=policy.m)
+        self._held: deque[bool] = deque(maxlen=policy.m)
+        self._run_start: float | None = None
+        self._quiet_until = -np.inf
+        self._alert: Transition | None = None
+
+    @property
+    def open(self) -> Transition | None:
+        """The open alert's latest transition, if one is open."""
+        return self._alert
+
+    def retune(self, policy: Policy) -> None:
+        """Take a new policy (a new model's thresholds) and keep the history."""
+        if policy.m != self.policy.m:
+            self._high = deque(self._high, maxlen=policy.m)
+            self._held = deque(self._held, maxlen=policy.m)
+        self.policy = policy
+
+    def steps(
+        self, ts: np.ndarray, scores: np.ndarray, idle: np.ndarray | None = None
+    ) -> list[Transition]:
+        """Decide windows in order; returns the transitions they caused."""
+        p = self.policy
+        if (
+            idle is None
+            and self._alert is None
+            and self.seen >= p.warmup
+            and float(scores.max(initial=-np.inf)) <= p.warning - p.hysteresis
+            and (len(scores) >= p.m or not any(self._high))
+        ):
+            # The usual case: a running, healthy machine.
+            k = len(scores)
+            self.seen += k
+            self._high.extend([False] * min(k, p.m))
+            self._held.extend([False] * min(k, p.m))
+            self._run_start = None
+            return []
+        out = []
+        for i in range(len(scores)):
+            step = self.step(
+                float(ts[i]), float(scores[i]), bool(idle[i]) if idle is not None else False, i
+            )
+            if step is not None:
+                out.append(step)
+        return out
+
+    def step(
+        self, ts: float, score: float, idle: bool = False, index: int = 0
+    ) -> Transition | None:
+        p = self.policy
+        if idle:
+            self._run_start = None
+            self._high.clear()
+            self._held.clear()
+            if self._alert is not None:
+                return self._clear(ts, score, index, "idle")
+            return None
+        self.seen += 1
+        if self.seen <= p.warmup:
+            return None
+        self._high.append(score > p.warning)
+        self._held.append(score > p.warning - p.hysteresis)
+        alert = self._alert
+        if alert is not None:
+            if sum(self._held) < p.n:
+                return self._clear(ts, score, index, "below threshold")
+            if alert.severity == "warning" and score > p.critical:
+                self._alert = Transition(
+                    "escalated",
+                    alert.alert_id,
+                    "critical",
+                    alert.started_at,
+                    ts,
+                    score,
+                    p.critical,
+                    index,
+                )
+                return self._alert
+            return None
+        if sum(self._high) < p.n:
+            self._run_start = None
+            return None
+        if self._run_start is None:
+            self._run_start = ts
+        if ts - self._run_start < p.min_duration_s or ts < self._quiet_until:
+            return None
+        critical = score > p.critical
+        self._alert = Transition(
+            "raised",
+            self._new_id(),
+            "critical" if critical else "warning",
+            self._run_start,
+            ts,
+            score,
+            p.critical if critical else p.warning,
+            index,
+        )
+        return self._alert
+
+    def _clear(self, ts: float, score: float, index: int, reason: str) -> Transition:
+        alert = self._alert
+        assert alert is not None
+        self._alert = None
+        self._run_start = None
+        self._quiet_until = ts + self.policy.cooldown_s
+        return Transition(
+            "cleared",
+            alert.alert_id,
+            alert.severity,
+            alert.started_at,
+            ts,
+            score,
+            self.policy.warning - self.policy.hysteresis,
+            index,
+            reason,
+        )

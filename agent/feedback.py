@@ -1,0 +1,124 @@
+"""Operator feedback: labels for alerts, kept with the features that raised them, for retraining.
+
+Every raised alert's feature row is recorded here; a message ``{"alert_id", "label", "note"}`` on
+the feedback topic labels it. ``export`` writes one CSV row per labelled alert: its id, device,
+time, label, note and feature values, ready for ``edgewatch train`` to learn from.
+"""
+
+import csv
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.alerts import Alert
+
+Label = Literal["anomaly", "normal", "unsure"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id TEXT PRIMARY KEY,
+    device TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    model TEXT NOT NULL,
+    names TEXT NOT NULL,
+    features BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS labels (
+    alert_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    note TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+"""
+
+
+class Feedback(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    alert_id: Annotated[str, Field(min_length=1, max_length=64)]
+    label: Label
+    note: Annotated[str, Field(max_length=2000)] = ""
+
+
+class FeedbackError(ValueError):
+    """A feedback message that was refused, and why."""
+
+
+class FeedbackStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self.accepted = 0
+        self.rejected = 0
+
+    def record(self, alert: Alert, names: tuple[str, ...], features: np.ndarray) -> None:
+        """Keep a raised alert's feature row, to label later."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    alert.alert_id,
+                    alert.device,
+                    alert.ts.isoformat(),
+                    f"{alert.model.name}:{alert.model.version}",
+                    json.dumps(names),
+                    features.astype("<f8").tobytes(),
+                ),
+            )
+
+    def receive(self, payload: bytes) -> Feedback:
+        """Validate and store one feedback message; ``FeedbackError`` says what is wrong."""
+        try:
+            feedback = Feedback.model_validate_json(payload)
+        except ValidationError as e:
+            self.rejected += 1
+            problems = "; ".join(
+                f"{'.'.join(map(str, p['loc'])) or 'message'}: {p['msg']}" for p in e.errors()
+            )
+            raise FeedbackError(problems) from None
+        with self._lock:
+            known = self._db.execute(
+                "SELECT 1 FROM alerts WHERE alert_id = ?", (feedback.alert_id,)
+            ).fetchone()
+            if known is None:
+                self.rejected += 1
+                raise FeedbackError(f"alert_id {feedback.alert_id}: no such alert here")
+            self._db.execute(
+                "INSERT INTO labels VALUES (?, ?, ?, ?)",
+                (feedback.alert_id, feedback.label, feedback.note, time.time()),
+            )
+        self.accepted += 1
+        return feedback
+
+    def export(self, out: Path) -> int:
+        """Write the labelled alerts to CSV (the latest label of each); returns the row count."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT a.alert_id, a.device, a.ts, a.model, l.label, l.note, a.names, "
+                "a.features FROM alerts a JOIN labels l ON l.alert_id = a.alert_id "
+                "WHERE l.rowid = (SELECT max(rowid) FROM labels WHERE alert_id = a.alert_id) "
+                "ORDER BY a.ts"
+            ).fetchall()
+        names = list(dict.fromkeys(n for row in rows for n in json.loads(row[6])))
+        with out.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["alert_id", "device", "ts", "model", "label", "note", *names])
+            for alert_id, device, ts, model, label, note, row_names, blob in rows:
+                values = dict(zip(json.loads(row_names), np.frombuffer(blob, "<f8"), strict=True))
+                writer.writerow(
+                    [alert_id, device, ts, model, label, note, *(values.get(n, "") for n in names)]
+                )
+        return len(rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

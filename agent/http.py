@@ -1,0 +1,51 @@
+"""``/healthz`` and ``/metrics`` over HTTP, on loopback unless configured otherwise."""
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from agent.metrics import Registry
+
+Health = Callable[[], tuple[bool, dict[str, object]]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "StatusServer"
+
+    def do_GET(self) -> None:
+        if self.path == "/metrics":
+            body = self.server.registry.render().encode()
+            self._reply(200, "text/plain; version=0.0.4; charset=utf-8", body)
+        elif self.path == "/healthz":
+            healthy, detail = self.server.health()
+            body = json.dumps({"status": "ok" if healthy else "failing", **detail}).encode()
+            self._reply(200 if healthy else 503, "application/json", body)
+        else:
+            self._reply(404, "text/plain", b"not found: try /healthz or /metrics\n")
+
+    def _reply(self, code: int, kind: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class StatusServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, registry: Registry, health: Health) -> None:
+        super().__init__((host, port), _Handler)
+        self.registry, self.health = registry, health
+        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()

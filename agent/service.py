@@ -1,0 +1,300 @@
+"""``edgewatch run``: the agent assembled from its config, started, and stopped without loss.
+
+Threads: one per source, the pipeline, the MQTT forwarder, the model watcher, the HTTP status
+server and the systemd watchdog. On SIGTERM (or SIGINT) the agent tells systemd it is stopping,
+stops the sources, lets the pipeline finish what is queued, gives the forwarder time to deliver
+the spool, says ``offline`` on the status topic and closes its files. What is not delivered
+by then stays in the spool for the next start.
+"""
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from agent.alerts import AlertMaker
+from agent.bundle import load_public_key
+from agent.config import (
+    AgentConfig,
+    JsonlSink,
+    MqttSink,
+    MqttSource,
+    ReplaySource,
+    SerialSource,
+    StdoutSink,
+)
+from agent.feedback import FeedbackError, FeedbackStore
+from agent.framing import Counts
+from agent.http import StatusServer
+from agent.metrics import Registry
+from agent.pipeline import Pipeline
+from agent.reload import Reloader
+from agent.sdnotify import notify, watchdog_interval
+from agent.sinks.mqtt import Forwarder
+from agent.sinks.outputs import Lines, Sink, Spooled
+from agent.sinks.spool import Spool
+from agent.sources.mqtt import MqttReader
+from agent.sources.replay import ReplayReader, load_recording
+from agent.sources.serial import SerialReader
+
+log = logging.getLogger(__name__)
+STALLED_S = 10.0
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+
+Source = SerialReader | MqttReader | ReplayReader
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.registry = Registry()
+        self.started = time.monotonic()
+        self.stopping = threading.Event()
+        self._sources_stop = threading.Event()
+        self._pipeline_stop = threading.Event()
+        self._watch_stop = threading.Event()
+        topics = config.topics
+        self.feedback = FeedbackStore(config.feedback_db)
+        self.spool: Spool | None = None
+        self.forwarder: Forwarder | None = None
+        sinks: list[Sink] = []
+        for sink in config.sinks:
+            if isinstance(sink, MqttSink):
+                assert config.mqtt is not None
+                self.spool = Spool(config.spool.path, config.spool.max_rows, config.spool.max_bytes)
+                self.forwarder = Forwarder(
+                    config.mqtt,
+                    config.client_id,
+                    topics + "status",
+                    self.spool,
+                    {topics + "feedback": self._feedback, topics + "model": self._notice},
+                    latency=self.registry.histogram(
+                        "publish_latency_seconds",
+                        "From handing an alert to the broker to its PUBACK",
+                        LATENCY_BUCKETS,
+                    ),
+                )
+                sinks.append(Spooled(self.spool, topics, self.forwarder.notify, sink.telemetry))
+            elif isinstance(sink, StdoutSink):
+                sinks.append(Lines(sys.stdout))
+            elif isinstance(sink, JsonlSink):
+                sinks.append(Lines.file(sink.path))
+        telemetry = next((s for s in config.sinks if isinstance(s, MqttSink)), None)
+        self.pipeline = Pipeline(
+            None,
+            config.decision,
+            AlertMaker(config.site, self.spool.sequences() if self.spool else None),
+            sinks,
+            self.registry,
+            telemetry_interval_s=telemetry.telemetry_interval_s if telemetry else 10.0,
+            record=self.feedback.record,
+        )
+        key = load_public_key(config.model.public_key) if config.model.public_key else None
+        self.reloader = Reloader(
+            config.model.bundle,
+            key,
+            config.decision,
+            config.model.threads,
+            lambda: self.pipeline.model,
+            self.pipeline.swap,
+            self._model_error,
+        )
+        self.sources = [self._source(i, s) for i, s in enumerate(config.sources)]
+        self._collectors()
+        self.http = StatusServer(config.http.host, config.http.port, self.registry, self.health)
+
+    def _source(self, index: int, config: SerialSource | MqttSource | ReplaySource) -> Source:
+        if isinstance(config, SerialSource):
+            return SerialReader(config, self.pipeline.offer)
+        if isinstance(config, MqttSource):
+            assert self.config.mqtt is not None
+            client_id = f"{self.config.client_id}-in{index}"
+            return MqttReader(config, self.config.mqtt, client_id, self.pipeline.offer)
+        samples = load_recording(config.path, config.channels)
+        return ReplayReader(
+            samples,
+            config.device,
+            config.channels,
+            config.sample_rate,
+            config.speed,
+            self.pipeline.put,
+        )
+
+    def _collectors(self) -> None:
+        registry = self.registry
+        counted = [
+            (f"{i}:{type(s).__name__.removesuffix('Reader').lower()}", s.counts)
+            for i, s in enumerate(self.sources)
+            if isinstance(s, SerialReader | MqttReader)
+        ]
+
+        def by_source(read: Callable[[Counts], int]) -> Callable[[], dict[tuple[str, ...], float]]:
+            return lambda: {(name,): float(read(counts)) for name, counts in counted}
+
+        registry.collect(
+            "counter",
+            "frames_accepted_total",
+            "Frames decoded",
+            ("source",),
+            by_source(lambda c: c.accepted),
+        )
+        registry.collect(
+            "counter",
+            "sequence_gaps_total",
+            "Frame sequence numbers missed",
+            ("source",),
+            by_source(lambda c: c.gaps),
+        )
+        registry.collect(
+            "counter",
+            "frames_rejected_total",
+            "Frames refused by the decoder",
+            ("source", "reason"),
+            lambda: {
+                (name, reason): float(n)
+                for name, counts in counted
+                for reason, n in counts.rejected.items()
+            },
+        )
+        spool = self.spool
+        if spool is not None:
+            registry.collect(
+                "gauge",
+                "spool_depth",
+                "Messages waiting in the spool",
+                (),
+                lambda: {(): float(spool.rows)},
+            )
+            registry.collect(
+                "gauge",
+                "spool_bytes",
+                "Payload bytes waiting in the spool",
+                (),
+                lambda: {(): float(spool.bytes)},
+            )
+            registry.collect(
+                "counter",
+                "spool_dropped_total",
+                "Messages dropped from a full spool",
+                ("kind",),
+                lambda: {(k,): float(n) for k, n in spool.dropped.items()},
+            )
+        forwarder = self.forwarder
+        if forwarder is not None:
+            registry.collect(
+                "gauge",
+                "mqtt_connected",
+                "1 while the upstream connection is up",
+                (),
+                lambda: {(): float(forwarder.connected)},
+            )
+        reloader = self.reloader
+        registry.collect(
+            "counter",
+            "model_reloads_total",
+            "Model loads, by result",
+            ("result",),
+            lambda: {("ok",): float(reloader.loads), ("refused",): float(reloader.failures)},
+        )
+        feedback = self.feedback
+        registry.collect(
+            "counter",
+            "feedback_total",
+            "Feedback messages, by result",
+            ("result",),
+            lambda: {("ok",): float(feedback.accepted), ("refused",): float(feedback.rejected)},
+        )
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        model = self.pipeline.model
+        stalled = time.monotonic() - self.pipeline.heartbeat > STALLED_S
+        detail: dict[str, object] = {
+            "model": f"{model.bundle.manifest.name}:{model.bundle.manifest.version}"
+            if model
+            else None,
+            "pipeline_stalled": stalled,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+        }
+        if self.forwarder is not None and self.spool is not None:
+            detail["mqtt_connected"] = self.forwarder.connected
+            detail["spool_depth"] = self.spool.rows
+        return model is not None and not stalled, detail
+
+    def _feedback(self, payload: bytes) -> None:
+        try:
+            feedback = self.feedback.receive(payload)
+        except FeedbackError as e:
+            log.warning("feedback refused: %s", e)
+            return
+        log.info("feedback: %s is %s", feedback.alert_id, feedback.label)
+
+    def _notice(self, payload: bytes) -> None:
+        self.reloader.notice(payload)
+
+    def _model_error(self, message: str) -> None:
+        if self.forwarder is not None:
+            self.forwarder.status({"event": "model_refused", "error": message})
+
+    def _thread(
+        self, name: str, target: Callable[[threading.Event], None], stop: threading.Event
+    ) -> threading.Thread:
+        thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
+        thread.start()
+        return thread
+
+    def start(self) -> None:
+        self.reloader.check()
+        self._pipeline = self._thread("pipeline", self.pipeline.run, self._pipeline_stop)
+        if self.forwarder is not None:
+            self.forwarder.start()
+        for i, source in enumerate(self.sources):
+            self._thread(f"source{i}", source.run, self._sources_stop)
+        if self.config.model.watch:
+            self._thread("reload", self.reloader.run, self._watch_stop)
+        self.http.start()
+        interval = watchdog_interval()
+        if interval is not None:
+            self._thread("watchdog", self._watchdog(interval), self._watch_stop)
+        notify("READY=1")
+        log.info(
+            "edgewatch running: %d sources, topics under %s", len(self.sources), self.config.topics
+        )
+
+    def _watchdog(self, interval: float) -> Callable[[threading.Event], None]:
+        def ping(stop: threading.Event) -> None:
+            while not stop.wait(interval):
+                if time.monotonic() - self.pipeline.heartbeat < STALLED_S:
+                    notify("WATCHDOG=1")
+
+        return ping
+
+    def stop(self, flush_s: float = 5.0) -> None:
+        notify("STOPPING=1")
+        log.info("stopping")
+        self._sources_stop.set()
+        self._watch_stop.set()
+        self._pipeline_stop.set()
+        self._pipeline.join(timeout=flush_s)
+        if self.forwarder is not None:
+            self.forwarder.stop(flush_s)
+        self.pipeline.close()
+        self.http.stop()
+        if self.spool is not None:
+            self.spool.close()
+        self.feedback.close()
+
+    def run(self) -> int:
+        """Run until SIGTERM or SIGINT."""
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        self.start()
+        self.stopping.wait()
+        self.stop()
+        return 0

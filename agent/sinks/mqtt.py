@@ -1,0 +1,224 @@
+"""The agent's upstream connection: delivers the spool to the broker, in order, at least once.
+
+One thread owns the connection. Each session gets a fresh client whose last will is ``offline``
+(retained) on the status topic; once connected it publishes ``online`` (retained), subscribes the
+side channels (feedback, model notices) and then hands the broker the spool's messages in id
+order, a bounded number in flight. A message leaves the spool on its PUBACK (QoS 1) or once
+written (QoS 0 telemetry). When the connection drops, the client and everything it had in
+flight are abandoned; the next session starts again from the spool, with all that was waiting
+marked as backlog, so alerts delivered late say ``historical: true``. Reconnects back off
+exponentially up to ``max_backoff_s``.
+
+paho calls back from its network thread while holding its own locks, so callbacks here only
+post to a queue and wake the forwarder; they never take a lock of ours.
+"""
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.config import Broker
+from agent.metrics import Histogram
+from agent.mqtt import broker_url, make_client
+from agent.sinks.spool import Message, Spool
+
+log = logging.getLogger(__name__)
+CONNECT_TIMEOUT_S = 10.0
+
+
+def historical(payload: bytes) -> bytes:
+    """An alert's payload marked as delivered late."""
+    record = json.loads(payload)
+    record["historical"] = True
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+class Forwarder:
+    def __init__(
+        self,
+        broker: Broker,
+        client_id: str,
+        status_topic: str,
+        spool: Spool,
+        subscriptions: dict[str, Callable[[bytes], None]] | None = None,
+        max_inflight: int = 64,
+        max_backoff_s: float = 30.0,
+        latency: Histogram | None = None,
+        delivered: Callable[[Message, float], None] | None = None,
+    ) -> None:
+        self.broker, self.client_id, self.status_topic = broker, client_id, status_topic
+        self.spool = spool
+        self.subscriptions = dict(subscriptions or {})
+        self.max_inflight, self.max_backoff_s = max_inflight, max_backoff_s
+        self.latency, self.delivered = latency, delivered
+        self.connected = False
+        self.connects = 0
+        self.last_error = ""
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._events: queue.SimpleQueue[tuple[str, object, float]] = queue.SimpleQueue()
+        self._client: mqtt.Client | None = None
+        self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def notify(self) -> None:
+        """New messages are in the spool."""
+        self._wake.set()
+
+    def status(self, record: dict[str, object]) -> None:
+        """A passing notice on the status topic (QoS 0, not retained), when connected."""
+        client = self._client
+        if client is not None and self.connected:
+            client.publish(self.status_topic, json.dumps(record), qos=0)
+
+    def stop(self, flush_s: float = 5.0) -> None:
+        """Deliver what the spool holds (for up to ``flush_s``), say ``offline`` and close."""
+        deadline = time.monotonic() + flush_s
+        while self.spool.rows and self.connected and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.01)
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout=flush_s + CONNECT_TIMEOUT_S)
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            client = self._connect()
+            if client is None:
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
+            backoff = 0.1
+            try:
+                self._session(client)
+            finally:
+                graceful = self._stopping.is_set() and self.connected
+                if graceful:
+                    client.publish(
+                        self.status_topic, "offline", qos=1, retain=True
+                    ).wait_for_publish(2)
+                    client.disconnect()
+                self.connected = False
+                self._client = None
+                client.loop_stop()
+
+    def _connect(self) -> mqtt.Client | None:
+        client = make_client(self.broker, self.client_id)
+        client.will_set(self.status_topic, "offline", qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        self._events = queue.SimpleQueue()
+        try:
+            client.connect(self.broker.host, self.broker.port, self.broker.keepalive_s)
+        except (OSError, ValueError) as e:
+            self._failed(f"cannot reach {broker_url(self.broker)}: {e}")
+            return None
+        client.loop_start()
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            try:
+                kind, value, _ = self._events.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if kind == "connack" and value == 0:
+                self._ready(client)
+                return client
+            if kind in ("connack", "disconnect"):
+                self._failed(f"{broker_url(self.broker)} refused the connection: {value}")
+                break
+        client.loop_stop()
+        return None
+
+    def _failed(self, reason: str) -> None:
+        if reason != self.last_error:
+            log.warning("mqtt: %s", reason)
+        self.last_error = reason
+
+    def _ready(self, client: mqtt.Client) -> None:
+        self.spool.mark_backlog()
+        client.publish(self.status_topic, "online", qos=1, retain=True)
+        for topic in self.subscriptions:
+            client.subscribe(topic, qos=1)
+        self._client, self.connected, self.last_error = client, True, ""
+        self.connects += 1
+        log.info("mqtt: connected to %s", broker_url(self.broker))
+
+    def _session(self, client: mqtt.Client) -> None:
+        inflight: dict[int, tuple[Message, float]] = {}
+        last = 0
+        while True:
+            self._wake.clear()
+            while True:
+                try:
+                    kind, value, at = self._events.get_nowait()
+                except queue.Empty:
+                    break
+                if kind == "disconnect":
+                    log.warning("mqtt: connection lost (%s)", value)
+                    return
+                if kind == "puback":
+                    # Events are read here, after publish() returned, so a PUBACK always
+                    # finds its message; status and QoS 0 messages have none to find.
+                    assert isinstance(value, int)
+                    sent = inflight.pop(value, None)
+                    if sent is not None:
+                        self._acked(sent, at)
+            if self._stopping.is_set():
+                return
+            room = self.max_inflight - len(inflight)
+            for message in self.spool.pending(last, room) if room > 0 else ():
+                payload = message.payload
+                if message.backlog and message.kind == "alert":
+                    payload = historical(payload)
+                sent_at = time.perf_counter()
+                info = client.publish(message.topic, payload, qos=message.qos)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    break
+                last = message.id
+                if message.qos == 0:
+                    self.spool.ack(message.id)
+                else:
+                    inflight[info.mid] = (message, sent_at)
+            self._wake.wait(timeout=1.0)
+
+    def _acked(self, sent: tuple[Message, float], at: float) -> None:
+        message, sent_at = sent
+        self.spool.ack(message.id)
+        if self.latency is not None:
+            self.latency.observe(at - sent_at)
+        if self.delivered is not None:
+            self.delivered(message, at)
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, code: ReasonCode, props: object
+    ) -> None:
+        self._events.put(("connack", code.value, time.perf_counter()))
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: object, code: ReasonCode, props: object
+    ) -> None:
+        self.connected = False
+        self._events.put(("disconnect", str(code), time.perf_counter()))
+        self._wake.set()
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: object, mid: int, code: ReasonCode, props: object
+    ) -> None:
+        self._events.put(("puback", mid, time.perf_counter()))
+        self._wake.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        handler = self.subscriptions.get(message.topic)
+        if handler is not None:
+            handler(bytes(message.payload))

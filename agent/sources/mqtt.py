@@ -1,0 +1,87 @@
+"""Sensor blocks from the broker, JSON or binary, with a bound on messages in flight.
+
+The source speaks MQTT 5 and announces ``max_inflight`` as its receive maximum, so the broker
+never has more unacknowledged messages out to it than that. A message is acknowledged once it
+has been decoded and taken by the pipeline; while the pipeline's inbox is full that waits, and
+the broker holds the rest.
+"""
+
+import logging
+import threading
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.config import Broker, MqttSource
+from agent.framing import Counts, FrameError, decode_block, decode_json
+from agent.mqtt import broker_url, make_client
+from agent.sources import Offer
+
+log = logging.getLogger(__name__)
+
+
+class MqttReader:
+    def __init__(self, config: MqttSource, broker: Broker, client_id: str, offer: Offer) -> None:
+        self.config, self.broker, self.client_id, self.offer = config, broker, client_id, offer
+        self.decode = decode_json if config.format == "json" else decode_block
+        self.counts = Counts()
+        self.connected = threading.Event()
+        self._lost = threading.Event()
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = 0.1
+        while not stop.is_set():
+            self._lost.clear()
+            client = make_client(self.broker, self.client_id, MQTTProtocolVersion.MQTTv5)
+            client.on_connect = self._on_connect
+            client.on_message = self._on_message
+            client.on_disconnect = self._on_disconnect
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.ReceiveMaximum = self.config.max_inflight
+            try:
+                client.connect(
+                    self.broker.host,
+                    self.broker.port,
+                    self.broker.keepalive_s,
+                    clean_start=True,
+                    properties=properties,
+                )
+            except (OSError, ValueError) as e:
+                log.warning("mqtt source: cannot reach %s: %s", broker_url(self.broker), e)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 0.1
+            client.loop_start()
+            while not (stop.is_set() or self._lost.is_set()):
+                stop.wait(0.2)
+            if stop.is_set():
+                client.disconnect()
+            client.loop_stop()
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, code: ReasonCode, props: object
+    ) -> None:
+        if code.is_failure:
+            log.warning("mqtt source: %s refused: %s", broker_url(self.broker), code)
+            return
+        client.subscribe(self.config.topic, qos=1)
+        self.connected.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: object, code: ReasonCode, props: object
+    ) -> None:
+        self.connected.clear()
+        self._lost.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            block = self.decode(bytes(message.payload))
+        except FrameError as e:
+            self.counts.rejected[e.reason] += 1
+            return
+        self.counts.accepted += 1
+        self.offer(block)
