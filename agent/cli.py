@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from agent import commands as commands_
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -57,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     kernels.add_argument("--json", action="store_true", help="print one JSON object")
     kernels.add_argument("--rounds", type=int, default=30, help="timed rounds (default 30)")
     kernels.set_defaults(handler=_bench_kernels)
+    commands_.add(commands)
     for plugin in entry_points(group="edgewatch.commands"):
         plugin.load()(commands, targets)
     return parser

@@ -1,0 +1,239 @@
+"""The runtime's commands: ``run``, ``replay``, ``simulate``, ``warmup`` and ``feedback export``.
+
+Each handler parses nothing itself (argparse has done that), turns the user's mistakes into one
+line on stderr and an exit status of 2, and imports what it needs only when it runs.
+"""
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+from agent.config import AgentConfig, ConfigError, Decision, load_config
+
+
+def _fail(command: str, message: str) -> int:
+    for line in message.splitlines():
+        print(f"edgewatch {command}: {line}", file=sys.stderr)
+    return 2
+
+
+def _config(command: str, path: Path) -> AgentConfig | int:
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        return _fail(command, "\n".join(f"{path}: {line}" for line in str(e).splitlines()))
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent import logs
+    from agent.bundle import BundleError
+    from agent.service import Agent
+    from agent.sources.replay import RecordingError
+
+    config = _config("run", args.config)
+    if isinstance(config, int):
+        return config
+    logs.setup(config.log_level)
+    try:
+        agent = Agent(config)
+    except (BundleError, RecordingError, OSError) as e:
+        return _fail("run", str(e))
+    return agent.run()
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    speed = float(text)
+    if not 0 < speed <= 10_000:
+        raise argparse.ArgumentTypeError("speed must be above 0 and at most 10000, or max")
+    return speed
+
+
+def replay(args: argparse.Namespace) -> int:
+    from agent.alerts import AlertMaker
+    from agent.bundle import BundleError, load_public_key, verify_bundle
+    from agent.pipeline import Model, Pipeline
+    from agent.sinks.outputs import Lines
+    from agent.sources.replay import RecordingError, ReplayReader, load_recording
+
+    decision, site = Decision(), "replay"
+    if args.config is not None:
+        config = _config("replay", args.config)
+        if isinstance(config, int):
+            return config
+        decision, site = config.decision, config.site
+    try:
+        key = load_public_key(args.public_key) if args.public_key else None
+        bundle = verify_bundle(args.bundle, key)
+        spec = bundle.manifest.feature_spec
+        samples = load_recording(args.data, spec.channels)
+    except (BundleError, RecordingError) as e:
+        return _fail("replay", str(e))
+    rate = args.rate or spec.sample_rate or 1.0
+    pipeline = Pipeline(
+        Model.load(bundle, decision), decision, AlertMaker(site), [Lines(sys.stdout)]
+    )
+    reader = ReplayReader(
+        samples,
+        args.device or args.data.stem,
+        spec.channels,
+        rate,
+        "max" if args.speed is None else args.speed,
+        pipeline.put,
+        start_ts=args.start,
+    )
+    threading.Thread(target=reader.run, args=(threading.Event(),), daemon=True).start()
+    pipeline.run(reader.done)
+    print(
+        f"edgewatch replay: {samples.shape[1]} samples, "
+        f"{int(pipeline.registry.value('windows_scored_total'))} scored, "
+        f"{sum(pipeline.dropped.values())} dropped",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _fault(text: str) -> object:
+    from pydantic import ValidationError
+
+    from agent.simulate import Fault
+
+    parts = text.split(":")
+    if len(parts) not in (3, 4):
+        raise argparse.ArgumentTypeError(f"{text}: expected KIND:START:END[:SEVERITY]")
+    fields = dict(zip(("kind", "start", "end", "severity"), parts, strict=False))
+    try:
+        return Fault.model_validate(fields)
+    except ValidationError as e:
+        raise argparse.ArgumentTypeError(f"{text}: {e.errors()[0]['msg']}") from None
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from agent.emit import Blocks, TargetError, send
+    from agent.simulate import PROCESS_CHANNELS, Machine, simulate_process, simulate_waveform
+
+    waveform = args.kind == "waveform"
+    rate = args.rate or (25600.0 if waveform else 1.0)
+    try:
+        if waveform:
+            run = simulate_waveform(
+                Machine(), args.duration, rate, args.seed, args.fault, args.channels
+            )
+            names = ("x", "y", "z")[: args.channels]
+        else:
+            run = simulate_process(args.duration, args.seed, args.fault, rate)
+            names = PROCESS_CHANNELS
+    except ValueError as e:
+        return _fail("simulate", str(e))
+    blocks = Blocks(
+        args.device, names, rate, run.signal, max(1, round(rate * args.block)), time.time()
+    )
+    try:
+        count, unit = send(args.to, blocks, args.format, args.speed, args.baudrate)
+    except TargetError as e:
+        return _fail("simulate", str(e))
+    print(f"edgewatch simulate: {count} {unit} to {args.to}", file=sys.stderr)
+    return 0
+
+
+def warmup(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from agent.features import FeatureSpec, Featurizer
+    from agent.simulate import Machine
+    from kernels.config import cache_dir
+
+    began = time.perf_counter()
+    machine = Machine()
+    specs = [
+        FeatureSpec(
+            kind="waveform",
+            sample_rate=25600,
+            window=1024,
+            channels=["x"],
+            bearing=machine.bearing,
+            shaft_hz=machine.shaft_hz,
+        ),
+        FeatureSpec(kind="process", channels=["a"]),
+    ]
+    noise = np.random.default_rng(0).normal(size=(2, 1, 1024)).astype(np.float32)
+    for spec in specs:
+        featurizer = Featurizer(spec)
+        if spec.kind == "waveform":
+            featurizer(noise[:1])
+            featurizer(noise)
+        else:
+            featurizer(noise[0, :, :8].T.copy())
+    print(f"edgewatch warmup: kernels ready in {time.perf_counter() - began:.2f} s ({cache_dir()})")
+    return 0
+
+
+def feedback_export(args: argparse.Namespace) -> int:
+    from agent.feedback import FeedbackStore
+
+    path = args.db
+    if args.config is not None:
+        config = _config("feedback export", args.config)
+        if isinstance(config, int):
+            return config
+        path = config.feedback_db
+    if not path.exists():
+        return _fail("feedback export", f"{path}: no feedback database")
+    count = FeedbackStore(path).export(args.out)
+    print(f"edgewatch feedback export: {count} labelled alerts to {args.out}", file=sys.stderr)
+    return 0
+
+
+def add(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    run_ = commands.add_parser("run", help="run the agent")
+    run_.add_argument("--config", type=Path, required=True, help="the agent config (TOML)")
+    run_.set_defaults(handler=run)
+
+    replay_ = commands.add_parser(
+        "replay", help="a recorded file through the agent's pipeline, alerts as JSON lines"
+    )
+    replay_.add_argument("--bundle", type=Path, required=True)
+    replay_.add_argument("--data", type=Path, required=True, help="a CSV or NPY recording")
+    replay_.add_argument("--speed", type=_speed, default=None, help="N times real time, or max")
+    replay_.add_argument("--rate", type=float, help="sample rate (default: the model's, or 1 Hz)")
+    replay_.add_argument("--device", help="the device name (default: the file's stem)")
+    replay_.add_argument("--start", type=float, default=0.0, help="time of the first sample (s)")
+    replay_.add_argument("--config", type=Path, help="take decision settings and site from it")
+    replay_.add_argument("--public-key", type=Path, help="require a bundle signed for this key")
+    replay_.set_defaults(handler=replay)
+
+    sim = commands.add_parser("simulate", help="send a simulated machine to MQTT, serial or a file")
+    sim.add_argument("--to", required=True, help="mqtt://HOST:PORT/TOPIC, serial:/dev/ttyX or FILE")
+    sim.add_argument("--kind", choices=("waveform", "process"), default="waveform")
+    sim.add_argument("--duration", type=float, default=60.0, help="seconds of signal")
+    sim.add_argument("--rate", type=float, help="sample rate (25600 for waveform, 1 for process)")
+    sim.add_argument("--channels", type=int, default=3, choices=(1, 2, 3), help="waveform axes")
+    sim.add_argument(
+        "--fault", type=_fault, action="append", default=[], help="KIND:START:END[:SEVERITY]"
+    )
+    sim.add_argument("--device", default="sim", help="the device name in each block")
+    sim.add_argument("--format", choices=("json", "binary", "csv"), default="binary")
+    sim.add_argument("--speed", type=_speed, default=1.0, help="N times real time, or max")
+    sim.add_argument("--block", type=float, default=0.1, help="seconds of signal per block")
+    sim.add_argument("--baudrate", type=int, default=115200)
+    sim.add_argument("--seed", type=int, default=0)
+    sim.set_defaults(handler=simulate)
+
+    warm = commands.add_parser("warmup", help="compile the kernels into the Numba cache")
+    warm.set_defaults(handler=warmup)
+
+    feedback = commands.add_parser("feedback", help="operator labels")
+    actions = feedback.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = actions.add_parser("export", help="labelled alerts with their features, as CSV")
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--config", type=Path, help="the agent config naming the database")
+    export.add_argument(
+        "--db",
+        type=Path,
+        default=Path("/var/lib/edgewatch/feedback.sqlite"),
+        help="or the database",
+    )
+    export.set_defaults(handler=feedback_export)

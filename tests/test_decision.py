@@ -1,0 +1,137 @@
+"""Decisions: warm-up, N-of-M, hysteresis, minimum duration, cooldown, gating, severity."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.decision import Decider, Policy
+from export.skab import confirm
+
+
+def ids():
+    counter = itertools.count(1)
+    return lambda: f"a{next(counter)}"
+
+
+def run(policy, scores, idle=None, period=1.0):
+    decider = Decider(policy, ids())
+    ts = np.arange(len(scores)) * period
+    idle = None if idle is None else np.asarray(idle, bool)
+    return decider.steps(ts, np.asarray(scores, float), idle)
+
+
+def covered(steps, n):
+    """The windows an alert covers: from its raising window to the one that cleared it."""
+    flags = np.zeros(n, bool)
+    opened = None
+    for step in steps:
+        if step.state == "raised":
+            opened = int(step.started_at)
+        elif step.state == "cleared":
+            flags[opened : int(step.ts)] = True
+            opened = None
+    if opened is not None:
+        flags[opened:] = True
+    return flags
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.booleans(), max_size=80), st.integers(1, 8))
+def test_streaming_minimum_duration_equals_the_offline_confirm(flags, min_rows):
+    scores = np.where(flags, 3.0, 0.0)
+    policy = Policy(warning=1.0, critical=10.0, min_duration_s=min_rows - 1)
+    expected = confirm(np.array(flags, bool), min_rows)
+    assert covered(run(policy, scores), len(flags)).tolist() == expected.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, 1.0, 1.8, 2.5, 6.0]), max_size=60),
+    st.integers(1, 4),
+    st.integers(0, 3),
+    st.integers(0, 5),
+    st.integers(1, 30),
+)
+def test_batches_decide_exactly_as_one_window_at_a_time(scores, n, extra, warmup, cut):
+    policy = Policy(warning=2.0, critical=5.0, warmup=warmup, n=n, m=n + extra, hysteresis=0.5)
+    whole = run(policy, scores)
+    decider = Decider(policy, ids())
+    ts = np.arange(len(scores), dtype=float)
+    pieces = [
+        step
+        for start in range(0, len(scores), cut)
+        for step in decider.steps(ts[start : start + cut], np.array(scores[start : start + cut]))
+    ]
+    assert [(s.state, s.alert_id, s.ts, s.severity) for s in pieces] == [
+        (s.state, s.alert_id, s.ts, s.severity) for s in whole
+    ]
+
+
+def test_warm_up_windows_decide_nothing():
+    policy = Policy(warning=1.0, critical=5.0, warmup=3)
+    assert run(policy, [9, 9, 9]) == []
+    assert [s.state for s in run(policy, [9, 9, 9, 9])] == ["raised"]
+
+
+def test_n_of_m_needs_n_high_windows_among_the_last_m():
+    policy = Policy(warning=1.0, critical=5.0, n=3, m=5)
+    assert run(policy, [2, 0, 2, 0, 0, 2, 0]) == []
+    steps = run(policy, [2, 0, 2, 0, 2])
+    assert [(s.state, s.ts, s.started_at) for s in steps] == [("raised", 4.0, 4.0)]
+
+
+def test_hysteresis_keeps_an_alert_until_the_low_mark():
+    policy = Policy(warning=2.0, critical=5.0, hysteresis=0.5)
+    steps = run(policy, [3, 1.8, 1.6, 1.4, 3])
+    assert [(s.state, s.ts) for s in steps] == [("raised", 0), ("cleared", 3), ("raised", 4)]
+    assert steps[1].threshold == 1.5 and steps[0].alert_id == steps[1].alert_id != steps[2].alert_id
+
+
+def test_an_alert_is_dated_from_the_first_window_of_its_run():
+    policy = Policy(warning=1.0, critical=5.0, min_duration_s=2.0)
+    (raised,) = run(policy, [0, 2, 2, 2])
+    assert (raised.started_at, raised.ts) == (1.0, 3.0)
+
+
+def test_cooldown_holds_back_a_new_alert():
+    policy = Policy(warning=1.0, critical=5.0, cooldown_s=3.0)
+    steps = run(policy, [2, 0, 2, 2, 2, 2])
+    assert [(s.state, s.ts) for s in steps] == [("raised", 0), ("cleared", 1), ("raised", 4)]
+    assert steps[2].started_at == 2.0
+
+
+def test_a_warning_escalates_to_critical_under_the_same_id():
+    steps = run(Policy(warning=1.0, critical=5.0), [2, 6, 7, 0])
+    assert [(s.state, s.severity) for s in steps] == [
+        ("raised", "warning"),
+        ("escalated", "critical"),
+        ("cleared", "critical"),
+    ]
+    assert len({s.alert_id for s in steps}) == 1
+
+
+def test_an_idle_machine_clears_the_alert_and_is_not_scored():
+    policy = Policy(warning=1.0, critical=5.0, warmup=1)
+    steps = run(policy, [0, 2, 9, 9, 2], idle=[0, 0, 1, 1, 0])
+    assert [(s.state, s.ts, s.reason) for s in steps] == [
+        ("raised", 1, ""),
+        ("cleared", 2, "idle"),
+        ("raised", 4, ""),
+    ]
+
+
+def test_idle_windows_do_not_count_for_warm_up():
+    policy = Policy(warning=1.0, critical=5.0, warmup=2)
+    assert run(policy, [9, 9, 9, 9], idle=[1, 1, 1, 0]) == []
+
+
+@pytest.mark.parametrize("m", [2, 6])
+def test_retuning_keeps_the_history(m):
+    decider = Decider(Policy(warning=1.0, critical=5.0, n=2, m=4), ids())
+    decider.steps(np.array([0.0, 1.0]), np.array([0.0, 2.0]))
+    decider.retune(Policy(warning=1.0, critical=5.0, n=2, m=m))
+    (raised,) = decider.steps(np.array([2.0]), np.array([2.0]))
+    assert raised.state == "raised"
