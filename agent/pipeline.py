@@ -83,13 +83,16 @@ class _Device:
 
 
 @dataclass
-class _Batch:
-    """What one round of blocks produced, device by device."""
+class Round:
+    """What one batch of blocks produced, device by device: the windows (or rows) in ``data``
+    and their end times, their feature ``rows``, calibrated ``scores``, and the alerts sent."""
 
     devices: list[str] = field(default_factory=list)
     ends: list[np.ndarray] = field(default_factory=list)
     data: list[np.ndarray] = field(default_factory=list)
     rows: list[np.ndarray] = field(default_factory=list)
+    scores: list[np.ndarray] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
 
 
 class Pipeline:
@@ -183,22 +186,20 @@ class Pipeline:
             self.loop_lag.set(time.perf_counter() - batch[0][1])
             self.process([block for block, _ in batch])
 
-    def process(self, blocks: Sequence[Block]) -> list[Alert]:
-        """One batch, start to finish; returns the alerts it sent."""
+    def process(self, blocks: Sequence[Block]) -> Round:
+        """One batch, start to finish."""
         self._apply_swap()
+        batch = Round()
         model = self.model
         if model is None:
             self._drop("no_model", len(blocks))
-            return []
-        batch = _Batch()
+            return batch
         for block in blocks:
             self._cut(model, block, batch)
-        if not batch.devices:
-            return []
-        features = self._features(model, batch)
-        if features is None:
-            return []
-        return self._decide(model, batch, features)
+        features = self._features(model, batch) if batch.devices else None
+        if features is not None:
+            self._decide(model, batch, features)
+        return batch
 
     def _apply_swap(self) -> None:
         model, self._next_model = self._next_model, None
@@ -239,7 +240,7 @@ class Pipeline:
             self._devices[name] = device
         return device
 
-    def _cut(self, model: Model, block: Block, batch: _Batch) -> None:
+    def _cut(self, model: Model, block: Block, batch: Round) -> None:
         """The block's complete windows (or rows) into the batch."""
         spec = model.spec
         samples = block.samples
@@ -270,7 +271,7 @@ class Pipeline:
             batch.ends.append(block.ts + np.arange(len(rows)) / block.sample_rate)
             batch.data.append(rows)
 
-    def _features(self, model: Model, batch: _Batch) -> np.ndarray | None:
+    def _features(self, model: Model, batch: Round) -> np.ndarray | None:
         """Feature rows of the whole batch; a part that cannot be featurized is dropped, counted."""
         if model.spec.kind == "waveform":
             try:
@@ -291,7 +292,7 @@ class Pipeline:
             setattr(batch, name, [getattr(batch, name)[i] for i in keep])
         return np.concatenate(parts) if parts else None
 
-    def _inputs(self, model: Model, batch: _Batch, features: np.ndarray) -> np.ndarray:
+    def _inputs(self, model: Model, batch: Round, features: np.ndarray) -> np.ndarray:
         """Model inputs: the rows, or for a sequence model each row with the ones before it.
         A device's first ``history - 1`` rows only fill its history."""
         history = model.history
@@ -333,24 +334,25 @@ class Pipeline:
         idle = data[:, spec.channels.index(gate.channel)] < gate.minimum
         return idle
 
-    def _decide(self, model: Model, batch: _Batch, features: np.ndarray) -> list[Alert]:
+    def _decide(self, model: Model, batch: Round, features: np.ndarray) -> None:
         inputs = self._inputs(model, batch, features)
         if not len(inputs):
-            return []
+            batch.scores = [np.empty(0, np.float32) for _ in batch.devices]
+            return
         scores = model.scorer(inputs)
         calibrated = scores.calibrated
         if self.first_score_at is None:
             self.first_score_at = time.monotonic()
         self.windows_scored.inc(len(calibrated))
         self.score_histogram.observe_array(calibrated)
-        sent = []
         offset = 0
         for i, name in enumerate(batch.devices):
             ends = batch.ends[i]
             k = len(ends)
+            mine = calibrated[offset : offset + k]
+            batch.scores.append(mine)
             if not k:
                 continue
-            mine = calibrated[offset : offset + k]
             device = self._devices[name]
             idle = self._idle(self.decision.gate, model.spec, batch.data[i])
             for step in device.decider.steps(ends, mine, idle):
@@ -368,10 +370,9 @@ class Pipeline:
                     )
                 for sink in self.sinks:
                     sink.send(alert)
-                sent.append(alert)
+                batch.alerts.append(alert)
             self._telemetry(name, device, ends, mine)
             offset += k
-        return sent
 
     def _telemetry(self, name: str, device: _Device, ends: np.ndarray, scores: np.ndarray) -> None:
         device.scores.append(float(scores.max()))
