@@ -1,0 +1,280 @@
+"""The agent end to end, as ``edgewatch run`` processes: real brokers, real ptys, real files,
+and the faults a gateway meets (a broker that goes away, kill -9, a tampered bundle)."""
+
+import csv
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.bundle import MANIFEST, verify_bundle
+from agent.simulate import Fault, Machine, simulate_waveform
+from tests.conftest import Subscriber, free_port, train_waveform, wait_for
+
+ROOT = "edgewatch/plant/gw1/"
+FAULT = "outer_race:5:9:3"
+
+
+class AgentProcess:
+    def __init__(self, tmp_path: Path, body: str, bundle: Path, name: str = "agent") -> None:
+        self.http = free_port()
+        self.folder = tmp_path
+        self.config = tmp_path / f"{name}.toml"
+        self.config.write_text(
+            f'site = "plant"\ndevice = "gw1"\n'
+            f'spool.path = "{tmp_path / "spool.sqlite"}"\n'
+            f'feedback_db = "{tmp_path / "feedback.sqlite"}"\n'
+            f"http.port = {self.http}\n"
+            f'[model]\nbundle = "{bundle}"\n'
+            "[decision]\nwarmup_windows = 5\nn = 3\nm = 5\ncooldown_s = 0\n" + body
+        )
+        self.log = (tmp_path / f"{name}.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "run", "--config", str(self.config)],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+        )
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return 0, ""
+
+    def metric(self, line: str) -> float:
+        for row in self.get("/metrics")[1].splitlines():
+            if row.startswith(line + " "):
+                return float(row.rsplit(" ", 1)[1])
+        return 0.0
+
+    def healthy(self) -> None:
+        wait_for(lambda: self.get("/healthz")[0] == 200, timeout=30, what="a healthy agent")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=30)
+        self.log.close()
+        return code
+
+
+def mqtt_body(port: int, source: bool = True) -> str:
+    body = f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n[[sinks]]\ntype = "mqtt"\n'
+    if source:
+        body += '[[sources]]\ntype = "mqtt"\ntopic = "sensors/#"\nformat = "binary"\n'
+    return body
+
+
+def simulate(*args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "agent.cli", "simulate", "--speed", "max", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_simulated_sensor_over_mqtt_to_alerts_on_mqtt(broker, waveform_bundle, tmp_path):
+    subscriber = Subscriber(broker.port, ROOT + "#")
+    agent = AgentProcess(tmp_path, mqtt_body(broker.port), waveform_bundle)
+    agent.healthy()
+    wait_for(lambda: subscriber.payloads("status") == ["online"], what="online")
+    url = f"mqtt://127.0.0.1:{broker.port}/sensors/fan"
+    simulate("--to", url, "--duration", "12", "--fault", FAULT, "--device", "fan")
+    wait_for(lambda: len(subscriber.payloads("alerts")) >= 2, timeout=30, what="alerts")
+    alerts = subscriber.payloads("alerts")
+    assert [a["state"] for a in alerts] == ["raised", "cleared"]
+    raised = alerts[0]
+    assert raised["device"] == "fan" and raised["site"] == "plant" and not raised["historical"]
+    started = raised["started_at"]
+    assert raised["features"] and raised["model"]["name"] == "fan"
+
+    windows = (12 * 25600 - 1024) // 512 + 1
+    wait_for(lambda: agent.metric("edgewatch_windows_scored_total") == windows)
+    assert agent.metric("edgewatch_samples_in_total") == 12 * 25600
+    assert (
+        agent.metric(f'edgewatch_alerts_total{{severity="{raised["severity"]}",state="raised"}}')
+        == 1
+    )
+    assert agent.metric("edgewatch_spool_depth") == 0
+    assert agent.metric("edgewatch_mqtt_connected") == 1
+    health = json.loads(agent.get("/healthz")[1])
+    assert health["status"] == "ok" and health["model"] == "fan:1"
+
+    # Operators label the alert; the label and the features are exported for retraining.
+    labeller = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="operator")
+    labeller.connect("127.0.0.1", broker.port)
+    labeller.loop_start()
+    labeller.publish(ROOT + "feedback", b'{"alert_id": "nope", "label": "anomaly"}', qos=1)
+    labeller.publish(ROOT + "feedback", b'{"alert_id": 1}', qos=1)
+    message = {"alert_id": raised["alert_id"], "label": "anomaly", "note": "bearing"}
+    labeller.publish(ROOT + "feedback", json.dumps(message), qos=1).wait_for_publish(5)
+    wait_for(lambda: agent.metric('edgewatch_feedback_total{result="ok"}') == 1)
+    assert agent.metric('edgewatch_feedback_total{result="refused"}') == 2
+    labeller.disconnect()
+
+    assert agent.stop() == 0
+    wait_for(lambda: subscriber.payloads("status")[-1] == "offline", what="offline on SIGTERM")
+    out = tmp_path / "labels.csv"
+    subprocess.run(
+        [sys.executable, "-m", "agent.cli", "feedback", "export", "--config", agent.config,
+         "--out", out],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (row,) = csv.DictReader(out.open())
+    assert (row["alert_id"], row["label"], row["note"]) == (
+        raised["alert_id"],
+        "anomaly",
+        "bearing",
+    )
+    assert row["ts"].startswith(started[:10]) and float(row["ch0.rms"]) > 0
+
+
+def test_serial_sensor_to_alerts_in_a_jsonl_file(ptys, waveform_bundle, tmp_path):
+    out = tmp_path / "alerts.jsonl"
+    body = (
+        f'[[sources]]\ntype = "serial"\nport = "{ptys.agent}"\ndevice = "pump"\n'
+        'channels = ["x", "y", "z"]\nsample_rate = 25600\nformat = "binary"\n'
+        f'[[sinks]]\ntype = "jsonl"\npath = "{out}"\n'
+    )
+    agent = AgentProcess(tmp_path, body, waveform_bundle)
+    agent.healthy()
+    simulate("--to", f"serial:{ptys.device}", "--duration", "12", "--fault", FAULT)
+    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 2, timeout=30)
+    states = [json.loads(line)["state"] for line in out.read_text().splitlines()]
+    assert states == ["raised", "cleared"]
+    assert agent.metric('edgewatch_frames_accepted_total{source="0:serial"}') == 120
+    assert agent.stop() == 0
+
+
+def recording(path: Path, seconds: float, faults=()) -> Path:
+    run = simulate_waveform(Machine(), seconds, 25600, seed=11, faults=faults)
+    np.save(path, run.signal.T.astype(np.float32))
+    return path
+
+
+def replay_body(path: Path) -> str:
+    return (
+        f'[[sources]]\ntype = "replay"\npath = "{path}"\ndevice = "fan"\n'
+        'channels = ["x", "y", "z"]\nsample_rate = 25600\nspeed = "max"\n'
+    )
+
+
+def test_alerts_spooled_during_an_outage_survive_kill_9(broker, waveform_bundle, tmp_path):
+    faulty = recording(
+        tmp_path / "faulty.npy", 12, (Fault(kind="outer_race", start=5, end=9, severity=3),)
+    )
+    healthy = recording(tmp_path / "healthy.npy", 1)
+    broker.stop()
+    first = AgentProcess(
+        tmp_path, mqtt_body(broker.port, False) + replay_body(faulty), waveform_bundle, "first"
+    )
+    first.healthy()
+    wait_for(lambda: first.metric("edgewatch_spool_depth") == 2, timeout=30, what="2 spooled")
+    first.stop(signal.SIGKILL)
+    with sqlite3.connect(tmp_path / "spool.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM outbox WHERE kind = 'alert'").fetchone() == (2,)
+
+    broker.start()
+    subscriber = Subscriber(broker.port, ROOT + "#")
+    wait_for(subscriber.client.is_connected, what="the subscriber")
+    second = AgentProcess(
+        tmp_path, mqtt_body(broker.port, False) + replay_body(healthy), waveform_bundle, "second"
+    )
+    wait_for(lambda: len(subscriber.payloads("alerts")) == 2, timeout=30, what="spooled alerts")
+    alerts = subscriber.payloads("alerts")
+    assert [a["state"] for a in alerts] == ["raised", "cleared"]
+    assert [a["sequence"] for a in alerts] == [1, 2] and all(a["historical"] for a in alerts)
+    wait_for(lambda: second.metric("edgewatch_spool_depth") == 0)
+    assert subscriber.payloads("status") == ["online"]
+    second.stop(signal.SIGKILL)
+    wait_for(lambda: subscriber.payloads("status")[-1] == "offline", what="the last will")
+
+
+def tamper(bundle: Path) -> None:
+    model = bundle / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+
+
+def test_a_tampered_bundle_is_refused_and_the_old_model_keeps_scoring(
+    broker, waveform_bundle, tmp_path
+):
+    watched = tmp_path / "bundle"
+    shutil.copytree(waveform_bundle, watched)
+    subscriber = Subscriber(broker.port, ROOT + "#")
+    agent = AgentProcess(tmp_path, mqtt_body(broker.port), watched)
+    agent.healthy()
+    url = f"mqtt://127.0.0.1:{broker.port}/sensors/fan"
+    simulate("--to", url, "--duration", "1")
+    wait_for(lambda: agent.metric("edgewatch_windows_scored_total") == 49)
+
+    tamper(watched)
+    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="refused"}') == 1)
+    wait_for(lambda: any(isinstance(p, dict) for p in subscriber.payloads("status")))
+    (notice,) = [p for p in subscriber.payloads("status") if isinstance(p, dict)]
+    assert notice["event"] == "model_refused" and "model.onnx does not match" in notice["error"]
+    simulate("--to", url, "--duration", "1")
+    wait_for(lambda: agent.metric("edgewatch_windows_scored_total") == 98, what="old model scoring")
+    sha = verify_bundle(waveform_bundle).model_sha256
+    assert agent.metric(f'edgewatch_model_info{{name="fan",version="1",sha256="{sha}"}}') == 1
+
+    # A notice on the model topic installs a good bundle.
+    v2 = train_waveform(tmp_path / "v2", version="2", seed=3)
+    manifest_sha = verify_bundle(v2).manifest_sha256
+    publish = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fleet")
+    publish.connect("127.0.0.1", broker.port)
+    publish.loop_start()
+    wrong = {"path": str(v2), "sha256": "0" * 64}
+    publish.publish(ROOT + "model", json.dumps(wrong), qos=1).wait_for_publish(5)
+    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="refused"}') == 2)
+    right = {"path": str(v2), "sha256": manifest_sha}
+    publish.publish(ROOT + "model", json.dumps(right), qos=1).wait_for_publish(5)
+    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="ok"}') == 2)
+    wait_for(lambda: json.loads(agent.get("/healthz")[1])["model"] == "fan:2", what="model 2")
+    publish.disconnect()
+    assert agent.stop() == 0
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('[[sinks]]\ntype = "stdout"\n', "sources: Field required"),
+        (
+            '[[sources]]\ntype = "mqtt"\ntopic = "s"\n[[sinks]]\ntype = "stdout"\n',
+            "need an [mqtt] broker section",
+        ),
+    ],
+)
+def test_run_refuses_a_bad_config_with_one_line_per_problem(tmp_path, body, message):
+    config = tmp_path / "agent.toml"
+    config.write_text(f'site = "s"\ndevice = "d"\n[model]\nbundle = "{tmp_path}"\n{body}')
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "run", "--config", config],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_missing_bundle_leaves_the_agent_unhealthy_until_it_arrives(waveform_bundle, tmp_path):
+    later = tmp_path / "later"
+    body = replay_body(recording(tmp_path / "r.npy", 0.2)) + '[[sinks]]\ntype = "stdout"\n'
+    agent = AgentProcess(tmp_path, body, later)
+    wait_for(lambda: agent.get("/healthz")[0] == 503, timeout=30, what="an unhealthy agent")
+    assert json.loads(agent.get("/healthz")[1])["model"] is None
+    shutil.copytree(waveform_bundle, tmp_path / "staging")
+    (tmp_path / "staging").rename(later)
+    agent.healthy()
+    assert (later / MANIFEST).exists() and agent.stop() == 0
