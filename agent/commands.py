@@ -58,6 +58,7 @@ def replay(args: argparse.Namespace) -> int:
     from agent.pipeline import Model, Pipeline
     from agent.sinks.outputs import Lines
     from agent.sources.replay import RecordingError, ReplayReader, load_recording
+    from kernels.config import set_threads
 
     decision, site = Decision(), "replay"
     if args.config is not None:
@@ -73,6 +74,7 @@ def replay(args: argparse.Namespace) -> int:
     except (BundleError, RecordingError) as e:
         return _fail("replay", str(e))
     rate = args.rate or spec.sample_rate or 1.0
+    set_threads(1)
     pipeline = Pipeline(
         Model.load(bundle, decision), decision, AlertMaker(site), [Lines(sys.stdout)]
     )

@@ -105,15 +105,22 @@ class Decider:
         self.policy = policy
 
     def steps(
-        self, ts: np.ndarray, scores: np.ndarray, idle: np.ndarray | None = None
+        self,
+        ts: np.ndarray,
+        scores: np.ndarray,
+        idle: np.ndarray | None = None,
+        peak: float | None = None,
     ) -> list[Transition]:
-        """Decide windows in order; returns the transitions they caused."""
+        """Decide windows in order; returns the transitions they caused. ``peak``, the largest
+        of ``scores``, may be given when the caller has it already."""
         p = self.policy
+        if peak is None:
+            peak = float(scores.max(initial=-np.inf))
         if (
             idle is None
             and self._alert is None
             and self.seen >= p.warmup
-            and float(scores.max(initial=-np.inf)) <= p.warning - p.hysteresis
+            and peak <= p.warning - p.hysteresis
             and (len(scores) >= p.m or not any(self._high))
         ):
             # The usual case: a running, healthy machine.

@@ -79,7 +79,7 @@ class _Device:
     history: np.ndarray | None = None
     filled: int = 0
     telemetry_at: float = -np.inf
-    scores: list[float] = field(default_factory=list)
+    peak: float = -np.inf
 
 
 @dataclass
@@ -113,7 +113,8 @@ class Pipeline:
         self.max_batch, self.offer_timeout_s = max_batch, offer_timeout_s
         self.telemetry_interval_s = telemetry_interval_s
         self.record = record
-        self.inbox: queue.Queue[tuple[Block, float]] = queue.Queue(inbox)
+        self.capacity = inbox
+        self.inbox: queue.SimpleQueue[tuple[Block, float]] = queue.SimpleQueue()
         self.model: Model | None = None
         self._next_model: Model | None = None
         self._devices: dict[str, _Device] = {}
@@ -148,15 +149,21 @@ class Pipeline:
 
     def offer(self, block: Block) -> bool:
         """Queue a block; False (and counted) when it had to be dropped."""
-        try:
-            self.inbox.put((block, time.perf_counter()), timeout=self.offer_timeout_s)
-            return True
-        except queue.Full:
-            self._drop("inbox_full")
-            return False
+        if self.inbox.qsize() >= self.capacity:
+            # Rare, so a poll is enough; the common path stays one C call.
+            deadline = time.monotonic() + self.offer_timeout_s
+            while self.inbox.qsize() >= self.capacity:
+                if time.monotonic() >= deadline:
+                    self._drop("inbox_full")
+                    return False
+                time.sleep(0.001)
+        self.inbox.put((block, time.perf_counter()))
+        return True
 
     def put(self, block: Block) -> bool:
         """Queue a block, waiting as long as it takes: for sources that can wait (recordings)."""
+        while self.inbox.qsize() >= self.capacity:
+            time.sleep(0.001)
         self.inbox.put((block, time.perf_counter()))
         return True
 
@@ -170,21 +177,28 @@ class Pipeline:
         """Process blocks until ``stop`` is set and the inbox is empty."""
         while True:
             self.heartbeat = time.monotonic()
-            try:
-                first = self.inbox.get(timeout=0.2)
-            except queue.Empty:
-                if stop.is_set():
-                    return
+            blocks = self.drain(timeout=0.2)
+            if blocks:
+                self.process(blocks)
+            elif stop.is_set():
+                return
+            else:
                 self._apply_swap()
-                continue
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
-            self.loop_lag.set(time.perf_counter() - batch[0][1])
-            self.process([block for block, _ in batch])
+
+    def drain(self, timeout: float) -> list[Block]:
+        """What the inbox holds, up to ``max_batch`` blocks, waiting up to ``timeout`` for one."""
+        try:
+            first = self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        batch = [first]
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        self.loop_lag.set(time.perf_counter() - batch[0][1])
+        return [block for block, _ in batch]
 
     def process(self, blocks: Sequence[Block]) -> Round:
         """One batch, start to finish."""
@@ -297,7 +311,10 @@ class Pipeline:
         A device's first ``history - 1`` rows only fill its history."""
         history = model.history
         if history == 1:
-            batch.rows = np.split(features, np.cumsum([len(e) for e in batch.ends])[:-1])
+            offset = 0
+            for ends in batch.ends:
+                batch.rows.append(features[offset : offset + len(ends)])
+                offset += len(ends)
             return features
         inputs, offset = [], 0
         for i, name in enumerate(batch.devices):
@@ -318,12 +335,8 @@ class Pipeline:
             batch.rows.append(rows[skip:])
         return np.ascontiguousarray(np.concatenate(inputs), np.float32)
 
-    def _idle(
-        self, gate: RmsGate | ProcessGate | None, spec: FeatureSpec, data: np.ndarray
-    ) -> np.ndarray | None:
-        """Per window (or row), whether the machine is idle; None without a gate."""
-        if gate is None:
-            return None
+    def _idle(self, gate: RmsGate | ProcessGate, spec: FeatureSpec, data: np.ndarray) -> np.ndarray:
+        """Per window (or row), whether the machine is idle."""
         if isinstance(gate, RmsGate):
             if data.ndim == 3:
                 level = np.sqrt(np.einsum("wcn,wcn->wc", data, data) / data.shape[-1])
@@ -345,17 +358,23 @@ class Pipeline:
             self.first_score_at = time.monotonic()
         self.windows_scored.inc(len(calibrated))
         self.score_histogram.observe_array(calibrated)
-        offset = 0
+        sizes = np.array([len(e) for e in batch.ends])
+        starts = np.cumsum(sizes) - sizes
+        peaks = np.full(len(sizes), -np.inf)
+        some = sizes > 0
+        peaks[some] = np.maximum.reduceat(calibrated, starts[some])
+        gate = self.decision.gate
         for i, name in enumerate(batch.devices):
             ends = batch.ends[i]
-            k = len(ends)
+            offset, k = int(starts[i]), int(sizes[i])
             mine = calibrated[offset : offset + k]
             batch.scores.append(mine)
             if not k:
                 continue
             device = self._devices[name]
-            idle = self._idle(self.decision.gate, model.spec, batch.data[i])
-            for step in device.decider.steps(ends, mine, idle):
+            idle = self._idle(gate, model.spec, batch.data[i]) if gate is not None else None
+            peak = float(peaks[i])
+            for step in device.decider.steps(ends, mine, idle, peak):
                 errors = scores.feature_error
                 alert = self.alerts.make(
                     name,
@@ -371,19 +390,14 @@ class Pipeline:
                 for sink in self.sinks:
                     sink.send(alert)
                 batch.alerts.append(alert)
-            self._telemetry(name, device, ends, mine)
-            offset += k
+            self._telemetry(name, device, float(ends[-1]), peak)
 
-    def _telemetry(self, name: str, device: _Device, ends: np.ndarray, scores: np.ndarray) -> None:
-        device.scores.append(float(scores.max()))
-        if ends[-1] - device.telemetry_at < self.telemetry_interval_s:
+    def _telemetry(self, name: str, device: _Device, ts: float, peak: float) -> None:
+        device.peak = max(device.peak, peak)
+        if ts - device.telemetry_at < self.telemetry_interval_s:
             return
-        device.telemetry_at = float(ends[-1])
-        record: dict[str, float | int | str] = {
-            "ts": float(ends[-1]),
-            "score_max": max(device.scores),
-        }
-        device.scores.clear()
+        record: dict[str, float | int | str] = {"ts": ts, "score_max": device.peak}
+        device.telemetry_at, device.peak = ts, -np.inf
         for sink in self.sinks:
             sink.telemetry(name, record)
 

@@ -39,6 +39,7 @@ from agent.sinks.spool import Spool
 from agent.sources.mqtt import MqttReader
 from agent.sources.replay import ReplayReader, load_recording
 from agent.sources.serial import SerialReader
+from kernels.config import set_threads
 
 log = logging.getLogger(__name__)
 STALLED_S = 10.0
@@ -50,6 +51,7 @@ Source = SerialReader | MqttReader | ReplayReader
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
+        set_threads(config.model.threads)
         self.registry = Registry()
         self.started = time.monotonic()
         self.stopping = threading.Event()

@@ -4,7 +4,8 @@ import numpy as np
 
 
 def frame(signal: np.ndarray, window: int, hop: int) -> np.ndarray:
-    """Windows ``[n, ..., window]`` of ``signal[..., samples]``, starting every ``hop`` samples.
+    """Windows ``[n, ..., window]`` of ``signal[..., samples]``, starting every ``hop`` samples,
+    in a new array.
 
     A tail shorter than a window is left out.
 
@@ -16,7 +17,7 @@ def frame(signal: np.ndarray, window: int, hop: int) -> np.ndarray:
     if signal.shape[-1] < window:
         return np.empty((0, *signal.shape[:-1], window), dtype=signal.dtype)
     views = np.lib.stride_tricks.sliding_window_view(signal, window, axis=-1)[..., ::hop, :]
-    return np.ascontiguousarray(np.moveaxis(views, -2, 0))
+    return np.moveaxis(views, -2, 0).copy()  # a copy even where a view would be contiguous
 
 
 class Windower:
@@ -63,7 +64,7 @@ class Windower:
 
     def _reset(self, ts: float, sample_rate: float, samples: np.ndarray) -> None:
         channels, n = samples.shape
-        self._data = np.empty((channels, 2 * self.window + n), dtype=np.float32)
+        self._data = np.empty((channels, 8 * self.window + 2 * n), dtype=np.float32)
         self._data[:, :n] = samples
         self._start, self._end = 0, n
         self._t0, self._rate = ts, sample_rate
@@ -72,11 +73,15 @@ class Windower:
         n = samples.shape[1]
         if self._end + n > self._data.shape[1]:
             kept = self._end - self._start
-            capacity = max(self._data.shape[1], 2 * self.window + n)
-            data = np.empty((self._data.shape[0], capacity), dtype=np.float32)
-            data[:, :kept] = self._data[:, self._start : self._end]
+            if kept + n > self._data.shape[1] // 2:
+                data = np.empty((self._data.shape[0], 2 * (kept + n)), dtype=np.float32)
+                data[:, :kept] = self._data[:, self._start : self._end]
+                self._data = data
+            else:
+                # Windows handed out are copies, so the buffer can be compacted in place.
+                self._data[:, :kept] = self._data[:, self._start : self._end]
             self._t0 += self._start / self._rate
-            self._data, self._start, self._end = data, 0, kept
+            self._start, self._end = 0, kept
         self._data[:, self._end : self._end + n] = samples
         self._end += n
 
@@ -85,8 +90,14 @@ class Windower:
         if ready < self.window:
             return np.empty(0), np.empty((0, self._data.shape[0], self.window), np.float32)
         k = (ready - self.window) // self.hop + 1
-        span = self._data[:, self._start : self._start + (k - 1) * self.hop + self.window]
-        windows = frame(span, self.window, self.hop)
-        starts = self._t0 + (self._start + self.hop * np.arange(k)) / self._rate
+        start = self._start
+        if k == 1:
+            # The steady state when blocks are a hop long: no strided view to build.
+            windows = self._data[None, :, start : start + self.window].copy()
+            starts = np.array([self._t0 + start / self._rate])
+        else:
+            span = self._data[:, start : start + (k - 1) * self.hop + self.window]
+            windows = frame(span, self.window, self.hop)
+            starts = self._t0 + (start + self.hop * np.arange(k)) / self._rate
         self._start += k * self.hop
         return starts, windows

@@ -40,6 +40,12 @@ def add_commands(commands: argparse._SubParsersAction, bench: argparse._SubParse
     scoring.add_argument("--json", action="store_true", help="print one JSON object")
     scoring.add_argument("--rounds", type=int, default=2000, help="timed one-row calls per model")
     scoring.set_defaults(handler=_guarded("bench scoring", _bench_scoring))
+    pipeline = bench.add_parser(
+        "pipeline", help="sensors per core, MQTT ingest, alert latency, memory and start-up"
+    )
+    pipeline.add_argument("--json", action="store_true", help="print one JSON object")
+    pipeline.add_argument("--rounds", type=int, default=3, help="capacity rounds (median)")
+    pipeline.set_defaults(handler=_guarded("bench pipeline", _bench_pipeline))
 
 
 def _guarded(
@@ -90,6 +96,16 @@ def _bench_scoring(args: argparse.Namespace) -> int:
 
     result = scoring.run(rounds=args.rounds)
     print(json.dumps(result) if args.json else scoring.render(result))
+    return 0
+
+
+def _bench_pipeline(args: argparse.Namespace) -> int:
+    if args.rounds < 1:
+        raise ValueError("--rounds must be at least 1")
+    from export.bench import pipeline
+
+    result = pipeline.run(rounds=args.rounds)
+    print(json.dumps(result) if args.json else pipeline.render(result))
     return 0
 
 

@@ -65,3 +65,9 @@ def jit_parallel(fn: F) -> F:
     """Compile a kernel whose outer loop is a ``prange`` over windows or rows."""
     compiled: F = numba.njit(parallel=True, **_FLAGS)(fn)
     return compiled
+
+
+def set_threads(count: int) -> None:
+    """Run the ``prange`` kernels on ``count`` threads (at most the cores Numba found). One
+    thread spends the least CPU per window: the parallel loop's workers spin between batches."""
+    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]

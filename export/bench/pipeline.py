@@ -1,0 +1,358 @@
+"""``edgewatch bench pipeline``: how many sensors the agent carries, and how it behaves on a
+real broker, on this machine.
+
+The sensor: three axes of 25.6 kHz vibration, 1024-sample windows with a hop of 512, scored by
+the compact IsolationForest (trained here on a simulated healthy machine).
+
+- **sensors_per_core** (and ``sensors_per_core_hop_blocks``, blocks of one hop, the worst
+  case): decoded blocks through the inbox, windows, features, scores, decisions
+  and alerts into the SQLite spool, for ``DEVICES`` sensors (a few with a bearing fault, so
+  alerts are raised and spooled), in blocks of 0.1 s as ``edgewatch simulate`` sends them,
+  with the kernels and onnxruntime on one thread each, as the agent runs them by default; the
+  signal seconds carried per CPU second of the process.
+- **seed_sensors_per_core**: the same windows the seed's way, measured in the same run:
+  NumPy features for one window at a time, then scikit-learn's ``score_samples`` on its row.
+- **mqtt_samples_per_s**: a separate process publishes binary blocks (QoS 1) as fast as it can
+  to a Mosquitto started here; the agent's MQTT source and pipeline take them. Values (samples
+  times channels) per CPU second of the agent side, and how many were lost.
+- **alert_latency_p99_ms**: from handing the pipeline the block that completes an anomalous
+  window to the broker's PUBACK of its alert, one alert at a time.
+- **rss_mb** and **first_score_s**: ``edgewatch run`` with eight replayed sensors at real time;
+  its resident memory after ``RSS_AFTER_S`` seconds, while they still stream, and how long
+  after the process started its first window was scored (the Numba cache warm).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.alerts import AlertMaker
+from agent.bench.numpy_features import numpy_features
+from agent.bench.timing import steady_heap
+from agent.bundle import verify_bundle
+from agent.config import Broker, Decision, MqttSource
+from agent.framing import Block
+from agent.pipeline import Model, Pipeline
+from agent.simulate import Fault, Machine, simulate_waveform
+from agent.sinks.mqtt import Forwarder
+from agent.sinks.outputs import Spooled
+from agent.sinks.spool import Message, Spool
+from agent.sources.mqtt import MqttReader
+from export.config import parse_config
+from export.train import train
+from kernels.config import set_threads
+
+RATE = 25600.0
+WINDOW, HOP = 1024, 512
+BLOCK = 2560
+DEVICES = 64
+SECONDS = 4.0
+RSS_SENSORS = 8
+RSS_AFTER_S = 4.0
+MODEL = """
+name = "bench"
+[data]
+type = "simulate"
+duration = 60
+[features]
+kind = "waveform"
+sample_rate = 25600
+window = 1024
+hop = 512
+channels = ["x", "y", "z"]
+[model]
+kind = "isolation_forest"
+"""
+
+
+def _signals(devices: int, seconds: float) -> list[np.ndarray]:
+    fault = Fault(kind="outer_race", start=seconds / 2, end=seconds, severity=3)
+    return [
+        simulate_waveform(
+            Machine(), seconds, RATE, seed=i, faults=(fault,) if i % 16 == 0 else ()
+        ).signal
+        for i in range(devices)
+    ]
+
+
+def _capacity(bundle: Path, folder: Path, rounds: int, block: int = BLOCK) -> tuple[float, int]:
+    """Signal seconds per CPU second through the whole in-process pipeline, median of rounds
+    after one untimed round (which loads the Numba cache)."""
+    signals = _signals(DEVICES, SECONDS)
+    blocks = [
+        [
+            Block(f"s{d}", t / RATE, RATE, signal[:, t : t + block])
+            for d, signal in enumerate(signals)
+        ]
+        for t in range(0, signals[0].shape[1], block)
+    ]
+    rates, alerts = [], 0
+    for r in range(rounds + 1):
+        spool = Spool(folder / f"capacity{block}-{r}.sqlite", 1_000_000, 1 << 30)
+        decision = Decision(warmup_windows=5)
+        pipeline = Pipeline(
+            Model.load(verify_bundle(bundle), decision),
+            decision,
+            AlertMaker("bench"),
+            [Spooled(spool, "bench/", lambda: None, telemetry=False)],
+            inbox=DEVICES * 4,
+            max_batch=DEVICES,
+        )
+        began = time.process_time()
+        for round_blocks in blocks:
+            for each in round_blocks:
+                pipeline.offer(each)
+            while pipeline.inbox.qsize():
+                pipeline.process(pipeline.drain(0))
+        cpu = time.process_time() - began
+        if r:
+            rates.append(DEVICES * SECONDS / cpu)
+        alerts = spool.rows
+        spool.close()
+    return float(np.median(rates)), alerts
+
+
+def _seed(bundle: Path, windows: int = 300) -> float:
+    """Sensors per core, the seed's way."""
+    from sklearn.ensemble import IsolationForest
+
+    spec = verify_bundle(bundle).manifest.feature_spec
+    signal = simulate_waveform(Machine(), 8.0, RATE, seed=1).signal
+    frames = np.lib.stride_tricks.sliding_window_view(signal, WINDOW, axis=1)[:, ::HOP]
+    frames = np.ascontiguousarray(np.moveaxis(frames, 1, 0))
+    rows = numpy_features(spec, frames)
+    forest = IsolationForest(random_state=0).fit(rows)
+    began = time.process_time()
+    for i in range(windows):
+        row = numpy_features(spec, frames[i % len(frames)][None].astype(np.float64))
+        forest.score_samples(row)
+    per_window = (time.process_time() - began) / windows
+    return 1.0 / (per_window * RATE / HOP)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Mosquitto:
+    def __init__(self, folder: Path) -> None:
+        binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
+        if binary is None:
+            raise RuntimeError("bench pipeline needs mosquitto (apt-get install mosquitto)")
+        self.port = _free_port()
+        config = folder / "mosquitto.conf"
+        config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            "max_queued_messages 0\nmax_inflight_messages 100\n"
+            + ("user root\n" if os.geteuid() == 0 else "")
+        )
+        self.process = subprocess.Popen(
+            [binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def _mqtt_ingest(bundle: Path, port: int, seconds: float = 60.0) -> tuple[float, int]:
+    """Values per CPU second over MQTT, and how many were lost."""
+    decision = Decision()
+    pipeline = Pipeline(Model.load(verify_bundle(bundle), decision), decision, AlertMaker("b"), [])
+    source = MqttSource(type="mqtt", topic="sensors/#", format="binary", max_inflight=100)
+    reader = MqttReader(source, Broker(host="127.0.0.1", port=port), "bench-in", pipeline.offer)
+    stop, done = threading.Event(), threading.Event()
+    threading.Thread(target=reader.run, args=(stop,), daemon=True).start()
+    threading.Thread(target=pipeline.run, args=(done,), daemon=True).start()
+    if not reader.connected.wait(10):
+        raise RuntimeError("the MQTT source did not connect")
+    url = f"mqtt://127.0.0.1:{port}/sensors/s"
+    began = time.process_time()
+    subprocess.run(
+        [sys.executable, "-m", "agent.cli", "simulate", "--to", url, "--duration", str(seconds),
+         "--speed", "max", "--block", "0.1", "--seed", "3"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    sent = int(seconds * RATE)
+    deadline = time.monotonic() + 30
+    while pipeline.registry.value("samples_in_total") < sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    cpu = time.process_time() - began
+    received = int(pipeline.registry.value("samples_in_total"))
+    stop.set()
+    done.set()
+    return 3 * received / cpu, sent - received
+
+
+def _latency(bundle: Path, port: int, folder: Path, alerts: int = 200) -> float:
+    """p99 ms from a completed anomalous window to its alert's PUBACK."""
+    decision = Decision(warmup_windows=0, n=1, m=1, hysteresis=0, cooldown_s=0)
+    spool = Spool(folder / "latency.sqlite", 100_000, 1 << 28)
+    acked: dict[int, float] = {}
+    seen = threading.Event()
+
+    def delivered(message: Message, at: float) -> None:
+        acked[message.id] = at
+        seen.set()
+
+    forwarder = Forwarder(
+        Broker(host="127.0.0.1", port=port), "bench-out", "bench/status", spool, delivered=delivered
+    )
+    pipeline = Pipeline(
+        Model.load(verify_bundle(bundle), decision),
+        decision,
+        AlertMaker("bench"),
+        [Spooled(spool, "bench/", forwarder.notify, telemetry=False)],
+    )
+    forwarder.start()
+    deadline = time.monotonic() + 10
+    while not forwarder.connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    healthy = simulate_waveform(Machine(), 1.0, RATE, seed=2).signal
+    fault = Fault(kind="outer_race", start=0, end=1, severity=6)
+    faulty = simulate_waveform(Machine(), 1.0, RATE, seed=4, faults=(fault,)).signal
+    ts = 0.0
+    waits = []
+    for i in range(alerts):
+        signal = faulty if i % 2 == 0 else healthy
+        start = (i * WINDOW) % (signal.shape[1] - WINDOW)
+        block = Block("m", ts, RATE, signal[:, start : start + WINDOW])
+        ts += 10.0  # a gap: each block makes one fresh window
+        seen.clear()
+        began = time.perf_counter()
+        before = spool.rows
+        pipeline.process([block])
+        if spool.rows == before:
+            continue
+        last = spool.pending()[-1].id
+        while last not in acked and seen.wait(5):
+            seen.clear()
+        if last in acked:
+            waits.append(acked[last] - began)
+    forwarder.stop(flush_s=1)
+    spool.close()
+    if not waits:
+        raise RuntimeError("no alert was delivered")
+    return float(np.percentile(waits, 99) * 1e3)
+
+
+def _footprint(bundle: Path, folder: Path) -> tuple[float, float]:
+    """RSS (MB) of ``edgewatch run`` with eight sensors, and seconds from start to first score."""
+    recording = folder / "sensor.npy"
+    signal = simulate_waveform(Machine(), RSS_AFTER_S + 2, RATE, seed=6).signal
+    np.save(recording, signal.T.astype(np.float32))
+    port = _free_port()
+    sources = "".join(
+        f'[[sources]]\ntype = "replay"\npath = "{recording}"\ndevice = "s{i}"\n'
+        'channels = ["x", "y", "z"]\nsample_rate = 25600\nspeed = 1.0\n'
+        for i in range(RSS_SENSORS)
+    )
+    config = folder / "agent.toml"
+    config.write_text(
+        f'site = "bench"\ndevice = "gw"\nfeedback_db = "{folder / "fb.sqlite"}"\n'
+        f'http.port = {port}\n[model]\nbundle = "{bundle}"\n{sources}'
+        f'[[sinks]]\ntype = "jsonl"\npath = "{folder / "alerts.jsonl"}"\n'
+    )
+    began = time.monotonic()
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    first = float("nan")
+    try:
+        while time.monotonic() - began < 30:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+                    text = r.read().decode()
+            except OSError:
+                time.sleep(0.005)
+                continue
+            scored = [
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("edgewatch_windows_scored_total ")
+            ]
+            if scored and scored[0] > 0:
+                first = time.monotonic() - began
+                break
+            time.sleep(0.005)
+        time.sleep(max(0.0, RSS_AFTER_S - (time.monotonic() - began)))
+        status = Path(f"/proc/{agent.pid}/status").read_text()
+        rss_kb = int(status.split("VmRSS:", 1)[1].split()[0])
+    finally:
+        agent.terminate()
+        agent.wait(30)
+    return rss_kb / 1024, first
+
+
+def run(rounds: int = 3) -> dict[str, Any]:
+    steady_heap()
+    set_threads(1)
+    with tempfile.TemporaryDirectory(prefix="edgewatch-bench-") as tmp:
+        folder = Path(tmp)
+        bundle = folder / "bundle"
+        train(parse_config(MODEL), bundle)
+        sensors, alerts = _capacity(bundle, folder, rounds)
+        hop_sensors, _ = _capacity(bundle, folder, rounds, HOP)
+        seed = _seed(bundle)
+        broker = _Mosquitto(folder)
+        try:
+            mqtt_rate, lost = _mqtt_ingest(bundle, broker.port)
+            latency = _latency(bundle, broker.port, folder)
+        finally:
+            broker.stop()
+        rss, first = _footprint(bundle, folder)
+    return {
+        "pipeline": {
+            "sensors_per_core": sensors,
+            "sensors_per_core_hop_blocks": hop_sensors,
+            "seed_sensors_per_core": seed,
+            "mqtt_samples_per_s": mqtt_rate,
+            "mqtt_lost": lost,
+            "alert_latency_p99_ms": latency,
+            "rss_mb": rss,
+            "first_score_s": first,
+        },
+        "alerts_spooled": alerts,
+        "rounds": rounds,
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    p = result["pipeline"]
+    return "\n".join(
+        [
+            "sensor: 3 axes at 25.6 kHz, windows of 1024 with hop 512, compact IsolationForest",
+            f"in-process capacity      {p['sensors_per_core']:>10.0f} sensors per core "
+            f"(median of {result['rounds']} rounds; {result['alerts_spooled']} alerts spooled)",
+            f"  in blocks of one hop   {p['sensors_per_core_hop_blocks']:>10.0f} sensors per core",
+            f"seed-style pipeline      {p['seed_sensors_per_core']:>10.1f} sensors per core "
+            f"({p['sensors_per_core'] / p['seed_sensors_per_core']:.0f}x slower)",
+            f"MQTT ingest (Mosquitto)  {p['mqtt_samples_per_s'] / 1e6:>10.2f} M values per CPU "
+            f"second, {p['mqtt_lost']} samples lost",
+            f"window to PUBACK         {p['alert_latency_p99_ms']:>10.2f} ms p99",
+            f"agent RSS, 8 sensors     {p['rss_mb']:>10.0f} MB",
+            f"start to first score     {p['first_score_s']:>10.2f} s",
+        ]
+    )
