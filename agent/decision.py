@@ -92,11 +92,6 @@ class Decider:
         self._quiet_until = -np.inf
         self._alert: Transition | None = None
 
-    @property
-    def open(self) -> Transition | None:
-        """The open alert's latest transition, if one is open."""
-        return self._alert
-
     def retune(self, policy: Policy) -> None:
         """Take a new policy (a new model's thresholds) and keep the history."""
         if policy.m != self.policy.m:

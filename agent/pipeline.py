@@ -119,7 +119,6 @@ class Pipeline:
         self._next_model: Model | None = None
         self._devices: dict[str, _Device] = {}
         self.heartbeat = time.monotonic()
-        self.first_score_at: float | None = None
         self.dropped: Counter[str] = Counter()
         self._metrics(registry or Registry())
         if model is not None:
@@ -354,8 +353,6 @@ class Pipeline:
             return
         scores = model.scorer(inputs)
         calibrated = scores.calibrated
-        if self.first_score_at is None:
-            self.first_score_at = time.monotonic()
         self.windows_scored.inc(len(calibrated))
         self.score_histogram.observe_array(calibrated)
         sizes = np.array([len(e) for e in batch.ends])

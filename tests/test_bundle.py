@@ -15,19 +15,9 @@ from export.bundle import digest, load_private_key, write_bundle
 from export.config import parse_config
 from export.detectors.forest import compact_forest
 from export.train import MODEL_FILE, fit, load_data
+from tests.conftest import PROCESS_MODEL
 
-CONFIG = """
-name = "pump"
-[data]
-type = "simulate"
-duration = 1200
-seed = 2
-[features]
-kind = "process"
-channels = ["temperature", "pressure", "current", "flow"]
-[model]
-kind = "pca_t2q"
-"""
+CONFIG = PROCESS_MODEL.format(kind="pca_t2q", extra="")
 
 
 @pytest.fixture(scope="module")
