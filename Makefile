@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEBS := mosquitto socat
 
-.PHONY: setup debs test lint bench
+.PHONY: setup debs demo test lint bench
 
 setup: $(STAMP)
 
@@ -25,6 +25,9 @@ debs:
 			echo "missing Debian packages:" $$missing "(run 'make test' as root, or install them)" >&2; exit 1; \
 		fi; \
 	fi
+
+demo: setup
+	$(VENV)/bin/edgewatch demo
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -43,13 +43,13 @@ def run(args: argparse.Namespace) -> int:
     return agent.run()
 
 
-def _speed(text: str) -> float | None:
+def speed(text: str) -> float | None:
     if text == "max":
         return None
-    speed = float(text)
-    if not 0 < speed <= 10_000:
+    value = float(text)
+    if not 0 < value <= 10_000:
         raise argparse.ArgumentTypeError("speed must be above 0 and at most 10000, or max")
-    return speed
+    return value
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -199,7 +199,7 @@ def add(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     replay_.add_argument("--bundle", type=Path, required=True)
     replay_.add_argument("--data", type=Path, required=True, help="a CSV or NPY recording")
-    replay_.add_argument("--speed", type=_speed, default=None, help="N times real time, or max")
+    replay_.add_argument("--speed", type=speed, default=None, help="N times real time, or max")
     replay_.add_argument("--rate", type=float, help="sample rate (default: the model's, or 1 Hz)")
     replay_.add_argument("--device", help="the device name (default: the file's stem)")
     replay_.add_argument("--start", type=float, default=0.0, help="time of the first sample (s)")
@@ -218,7 +218,7 @@ def add(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     sim.add_argument("--device", default="sim", help="the device name in each block")
     sim.add_argument("--format", choices=("json", "binary", "csv"), default="binary")
-    sim.add_argument("--speed", type=_speed, default=1.0, help="N times real time, or max")
+    sim.add_argument("--speed", type=speed, default=1.0, help="N times real time, or max")
     sim.add_argument("--block", type=float, default=0.1, help="seconds of signal per block")
     sim.add_argument("--baudrate", type=int, default=115200)
     sim.add_argument("--seed", type=int, default=0)

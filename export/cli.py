@@ -1,4 +1,4 @@
-"""``edgewatch train``, ``edgewatch evaluate`` and ``edgewatch bench scoring``.
+"""``edgewatch demo``, ``train``, ``evaluate``, ``bench scoring`` and ``bench pipeline``.
 
 Registered through the ``edgewatch.commands`` entry point. This module imports nothing heavy:
 each command loads the training stack when it runs, and says which extra to install when the
@@ -11,10 +11,24 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.commands import speed
+
 INSTALL_HINT = "pip install 'edgewatch[train]'"
 
 
 def add_commands(commands: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser(
+        "demo", help="train on a simulated fan, then watch it catch three faults"
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("edgewatch-demo"), help="where to write its files"
+    )
+    demo.add_argument(
+        "--speed", type=speed, default=10.0, help="N times real time, or max (default 10)"
+    )
+    demo.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no training progress")
+    demo.set_defaults(handler=_guarded("demo", _demo))
     train = commands.add_parser("train", help="train a model and write a verified bundle")
     train.add_argument("config", type=Path, help="the training config (TOML)")
     train.add_argument("-o", "--out", type=Path, required=True, help="bundle directory or .tar")
@@ -76,6 +90,18 @@ def _progress(quiet: bool) -> Callable[[str], None]:
             print(message, file=sys.stderr, flush=True)
 
     return show
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from export import demo
+
+    def show(line: str) -> None:
+        print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    summary = demo.run(args.out, args.speed, show, _progress(args.quiet))
+    if args.json:
+        print(json.dumps(summary))
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:

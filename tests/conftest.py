@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,6 +18,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from export.config import parse_config
 from export.train import train
+
+
+def edgewatch(*args, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The ``edgewatch`` command, run as a user would, in this interpreter."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=check,
+    )
 
 
 def free_port() -> int:

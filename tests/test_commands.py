@@ -1,18 +1,9 @@
 """The runtime's commands as a user runs them: simulate to a file, replay it, warm the cache."""
 
 import json
-import subprocess
-import sys
 from datetime import datetime
 
-
-def edgewatch(*args, check=True):
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=check,
-    )
+from tests.conftest import edgewatch
 
 
 def test_a_simulated_fault_written_to_a_file_replays_as_one_alert(waveform_bundle, tmp_path):
