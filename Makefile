@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBS := mosquitto socat
+DEBS := mosquitto socat systemd openssl
 
 .PHONY: setup debs demo test lint bench
 

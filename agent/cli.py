@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, version
 from pathlib import Path
 
 from agent import commands as commands_
@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgewatch", description="Anomaly detection for industrial machines, on the gateway."
     )
+    parser.add_argument("--version", action="version", version=f"edgewatch {version('edgewatch')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser("check-config", help="validate an agent config, one line a problem")
     check.add_argument("file", type=Path, help="the agent config (TOML)")
