@@ -3,6 +3,7 @@ and the faults a gateway meets (a broker that goes away, kill -9, a tampered bun
 
 import csv
 import json
+import re
 import shutil
 import signal
 import sqlite3
@@ -22,6 +23,7 @@ from agent.simulate import Fault, Machine, simulate_waveform
 from tests.conftest import Subscriber, free_port, train_waveform, wait_for
 
 ROOT = "edgewatch/plant/gw1/"
+REPO = Path(__file__).resolve().parent.parent
 FAULT = "outer_race:5:9:3"
 
 
@@ -70,6 +72,13 @@ class AgentProcess:
         return code
 
 
+def documented_metrics() -> set[str]:
+    """The metrics the README's table and the Grafana dashboard name."""
+    text = (REPO / "README.md").read_text() + (REPO / "deploy/grafana/edgewatch.json").read_text()
+    names = set(re.findall(r"\b(edgewatch_[a-z_]+)", text))
+    return {re.sub(r"_(bucket|sum|count)$", "", n) for n in names} - {"edgewatch_"}
+
+
 def mqtt_body(port: int, source: bool = True) -> str:
     body = f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n[[sinks]]\ntype = "mqtt"\n'
     if source:
@@ -111,6 +120,8 @@ def test_simulated_sensor_over_mqtt_to_alerts_on_mqtt(broker, waveform_bundle, t
     assert agent.metric("edgewatch_mqtt_connected") == 1
     health = json.loads(agent.get("/healthz")[1])
     assert health["status"] == "ok" and health["model"] == "fan:1"
+    exposed = set(re.findall(r"^# TYPE (\S+)", agent.get("/metrics")[1], re.M))
+    assert documented_metrics() - exposed == set()
 
     # Operators label the alert; the label and the features are exported for retraining.
     labeller = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="operator")

@@ -1,14 +1,22 @@
 """The systemd unit and the gateway install, checked by systemd's own tools and a real install
 into a temporary root."""
 
+import json
+import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.config import AgentConfig, Spool
+from agent.config import AgentConfig, Http, Spool
+from tests.conftest import Certificates, Mosquitto, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "edgewatch.service"
@@ -133,3 +141,97 @@ def test_install_refuses_wrong_options_with_one_line(args, message):
     run = _install(*args, check=False)
     assert run.returncode == 2
     assert message in run.stderr
+
+
+def _example_broker(folder: Path, certificates: Certificates) -> tuple[Mosquitto, int]:
+    """deploy/mosquitto as shipped, with this test's certificates, files and free ports."""
+    shipped = ROOT / "deploy" / "mosquitto"
+    gateways, people = free_port(), free_port()
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", folder / "passwd", "operations", "s3cret"], check=True
+    )
+    (folder / "edgewatch.acl").write_text((shipped / "edgewatch.acl").read_text())
+    text = (shipped / "edgewatch.conf").read_text()
+    for old, new in (
+        ("/etc/mosquitto/edgewatch.acl", folder / "edgewatch.acl"),
+        ("/etc/mosquitto/edgewatch.passwd", folder / "passwd"),
+        ("/var/lib/mosquitto/", f"{folder}/"),
+        ("/etc/mosquitto/certs/ca.crt", certificates.ca),
+        ("/etc/mosquitto/certs/broker.crt", certificates.server_cert),
+        ("/etc/mosquitto/certs/broker.key", certificates.server_key),
+        ("listener 8883", f"listener {gateways} 127.0.0.1"),
+        ("listener 8884", f"listener {people} 127.0.0.1"),
+    ):
+        assert old in text
+        text = text.replace(old, str(new))
+    config = folder / "mosquitto.conf"
+    config.write_text(text + ("user root\n" if os.geteuid() == 0 else ""))
+    return Mosquitto(config, gateways, folder / "mosquitto.log"), people
+
+
+class _Client:
+    """A client of the example broker that keeps what it receives."""
+
+    def __init__(self, port: int, ca: Path, cert: tuple[Path, Path] | None = None,
+                 login: tuple[str, str] | None = None) -> None:  # fmt: skip
+        self.received: list[str] = []
+        self.refused: int | None = None
+        self.ready = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        self.client.tls_set(str(ca), *(map(str, cert) if cert else ()))
+        if login:
+            self.client.username_pw_set(*login)
+        self.client.on_connect = self._connected
+        self.client.on_message = lambda c, u, m: self.received.append(m.topic)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _connected(self, client, userdata, flags, reason, properties) -> None:  # type: ignore[no-untyped-def]
+        if reason.is_failure:
+            self.refused = reason.value
+        self.ready.set()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_the_example_broker_keeps_each_party_inside_its_topics(tmp_path, certificates):
+    broker, people = _example_broker(tmp_path, certificates)
+    broker.start()
+    gateway = _Client(
+        broker.port, certificates.ca, (certificates.client_cert, certificates.client_key)
+    )
+    operations = _Client(people, certificates.ca, login=("operations", "s3cret"))
+    stranger = _Client(people, certificates.ca, login=("operations", "wrong"))
+    try:
+        for client in (gateway, operations, stranger):
+            assert client.ready.wait(10)
+        assert (gateway.refused, operations.refused) == (None, None)
+        assert stranger.refused is not None
+        own = "edgewatch/plant-a/gateway-1/"
+        gateway.client.subscribe("edgewatch/#", qos=1)
+        operations.client.subscribe("edgewatch/#", qos=1)
+        time.sleep(0.3)
+        for topic in (own + "alerts", "edgewatch/plant-a/gateway-2/alerts", own + "scores"):
+            gateway.client.publish(topic, b"{}", qos=1).wait_for_publish(5)
+        for topic in (own + "alerts-forged", own + "alerts", own + "feedback", own + "model"):
+            operations.client.publish(topic, b"{}", qos=1).wait_for_publish(5)
+        wait_for(lambda: len(gateway.received) >= 2 and len(operations.received) >= 4)
+        time.sleep(0.3)
+        assert operations.received == [own + s for s in ("alerts", "scores", "feedback", "model")]
+        assert gateway.received == [own + "feedback", own + "model"]
+    finally:
+        for client in (gateway, operations, stranger):
+            client.close()
+        broker.stop()
+
+
+def test_the_prometheus_example_scrapes_the_agent_where_it_listens():
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "edgewatch"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == [f"{Http().host}:{Http().port}"]
+    dashboard = json.loads((ROOT / "deploy/grafana/edgewatch.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert 'up{job="edgewatch"}' in exprs
