@@ -1,7 +1,8 @@
 """The ``edgewatch`` command line.
 
-Commands that need the training extra (``train``, ``evaluate``, ``bench scoring``) come from
-the ``edgewatch.commands`` entry points, so the agent never imports the training code.
+Commands that need the training extra (``demo``, ``train``, ``evaluate``, and ``bench`` but for
+``bench kernels``) come from the ``edgewatch.commands`` entry points, so the agent never imports
+the training code.
 """
 
 import argparse
@@ -52,8 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate an agent config, one line a problem")
     check.add_argument("file", type=Path, help="the agent config (TOML)")
     check.set_defaults(handler=_check_config)
-    bench = commands.add_parser("bench", help="measure speed on this machine")
-    targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
+    bench = commands.add_parser(
+        "bench", help="measure speed on this machine; with no target, everything"
+    )
+    targets = bench.add_subparsers(dest="target", metavar="TARGET")
     kernels = targets.add_parser(
         "kernels", help="the Numba featurizer against batched NumPy and the FFT alone"
     )
@@ -62,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     kernels.set_defaults(handler=_bench_kernels)
     commands_.add(commands)
     for plugin in entry_points(group="edgewatch.commands"):
-        plugin.load()(commands, targets)
+        plugin.load()(commands, bench, targets)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""``edgewatch demo``, ``train``, ``evaluate``, ``bench scoring`` and ``bench pipeline``.
+"""``edgewatch demo``, ``train``, ``evaluate`` and ``bench`` (everything, ``scoring``,
+``pipeline``).
 
 Registered through the ``edgewatch.commands`` entry point. This module imports nothing heavy:
 each command loads the training stack when it runs, and says which extra to install when the
@@ -16,7 +17,11 @@ from agent.commands import speed
 INSTALL_HINT = "pip install 'edgewatch[train]'"
 
 
-def add_commands(commands: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+def add_commands(
+    commands: argparse._SubParsersAction,
+    everything: argparse.ArgumentParser,
+    bench: argparse._SubParsersAction,
+) -> None:
     demo = commands.add_parser(
         "demo", help="train on a simulated fan, then watch it catch three faults"
     )
@@ -50,6 +55,16 @@ def add_commands(commands: argparse._SubParsersAction, bench: argparse._SubParse
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     evaluate.set_defaults(handler=_guarded("evaluate", _evaluate))
+    everything.add_argument("--rate", type=float, default=25600.0, help="the sensor's sample rate")
+    everything.add_argument("--window", type=int, default=1024, help="samples per window")
+    everything.add_argument("--hop", type=int, default=512, help="samples between windows")
+    everything.add_argument("--axes", type=int, default=3, choices=(1, 2, 3), help="channels")
+    everything.add_argument(
+        "--model", default="isolation_forest", help="the model kind (as in a training config)"
+    )
+    everything.add_argument("--json", action="store_true", help="print one JSON object")
+    everything.add_argument("--rounds", type=int, default=3, help="capacity rounds (median)")
+    everything.set_defaults(handler=_guarded("bench", _bench))
     scoring = bench.add_parser("scoring", help="model scoring latency and throughput")
     scoring.add_argument("--json", action="store_true", help="print one JSON object")
     scoring.add_argument("--rounds", type=int, default=2000, help="timed one-row calls per model")
@@ -98,7 +113,8 @@ def _demo(args: argparse.Namespace) -> int:
     def show(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
-    summary = demo.run(args.out, args.speed, show, _progress(args.quiet))
+    progress = _progress(args.quiet)
+    summary = demo.run(args.out, args.speed, show, lambda line: progress("    " + line))
     if args.json:
         print(json.dumps(summary))
     return 0
@@ -112,6 +128,20 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     key = load_private_key(args.sign_key) if args.sign_key else None
     train(config, args.out, key, _progress(args.quiet))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.rounds < 1:
+        raise ValueError("--rounds must be at least 1")
+    from export.bench.pipeline import Sensor
+
+    sensor = Sensor(args.rate, args.window, args.hop, args.axes, args.model)
+    sensor.training()
+    from export.bench import summary
+
+    result = summary.run(sensor, args.rounds)
+    print(json.dumps(result) if args.json else summary.render(result))
     return 0
 
 

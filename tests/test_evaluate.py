@@ -136,3 +136,30 @@ def test_bench_scoring_prints_every_model(capsys):
     for r in result["scoring"]:
         assert 0 < r["p50_us"] <= r["p99_us"] and r["batch256_rows_per_s"] > 0
     assert main(["bench", "scoring", "--rounds", "10"]) == 2
+
+
+def test_capacity_is_measured_for_the_sensor_described():
+    from export.bench.pipeline import Sensor, capacity
+
+    sensor = Sensor(rate=12800, window=512, hop=256, axes=1, model="pca_t2q")
+    result = capacity(sensor, rounds=1, devices=4, seconds=2.0)
+    assert result["sensor"] == {
+        "rate": 12800, "window": 512, "hop": 256, "axes": 1, "model": "pca_t2q"
+    }  # fmt: skip
+    assert result["sensors_per_core"] > 0 and result["cores"] >= 1
+    assert result["sensors"] == result["sensors_per_core"] * result["cores"]
+    assert result["alerts_spooled"] > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--window", "1000"], "window must be a power of two"),
+        (["--hop", "2048"], "hop"),
+        (["--model", "forest"], "does not match any of the expected tags"),
+        (["--rounds", "0"], "--rounds must be at least 1"),
+    ],
+)
+def test_bench_refuses_a_sensor_it_cannot_build_before_measuring(capsys, argv, message):
+    assert main(["bench", *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,50 +49,86 @@ from agent.sinks.mqtt import Forwarder
 from agent.sinks.outputs import Spooled
 from agent.sinks.spool import Message, Spool
 from agent.sources.mqtt import MqttReader
-from export.config import parse_config
+from export.config import TrainConfig, parse_config
 from export.train import train
 from kernels.config import set_threads
 
 RATE = 25600.0
 WINDOW, HOP = 1024, 512
-BLOCK = 2560
+BLOCK_S = 0.1
 DEVICES = 64
 SECONDS = 4.0
 RSS_SENSORS = 8
 RSS_AFTER_S = 4.0
-MODEL = """
+AXES = ("x", "y", "z")
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """One kind of sensor: its sample rate, window, hop and axes, and the model that scores it."""
+
+    rate: float = RATE
+    window: int = WINDOW
+    hop: int = HOP
+    axes: int = 3
+    model: str = "isolation_forest"
+
+    def describe(self) -> str:
+        return (
+            f"{self.axes} axes at {self.rate / 1000:g} kHz, windows of {self.window} with hop "
+            f"{self.hop}, {self.model}"
+        )
+
+    def training(self) -> TrainConfig:
+        """The training config of a model for it, on a healthy simulated minute; a sensor
+        the feature spec or the model refuses fails here, with one line per problem."""
+        return parse_config(f"""
 name = "bench"
 [data]
 type = "simulate"
 duration = 60
 [features]
 kind = "waveform"
-sample_rate = 25600
-window = 1024
-hop = 512
-channels = ["x", "y", "z"]
+sample_rate = {self.rate}
+window = {self.window}
+hop = {self.hop}
+channels = {list(AXES[: self.axes])}
 [model]
-kind = "isolation_forest"
-"""
+kind = "{self.model}"
+""")
 
 
-def _signals(devices: int, seconds: float) -> list[np.ndarray]:
+def _signals(sensor: Sensor, devices: int, seconds: float) -> list[np.ndarray]:
     fault = Fault(kind="outer_race", start=seconds / 2, end=seconds, severity=3)
     return [
         simulate_waveform(
-            Machine(), seconds, RATE, seed=i, faults=(fault,) if i % 16 == 0 else ()
+            Machine(),
+            seconds,
+            sensor.rate,
+            seed=i,
+            faults=(fault,) if i % 16 == 0 else (),
+            channels=sensor.axes,
         ).signal
         for i in range(devices)
     ]
 
 
-def _capacity(bundle: Path, folder: Path, rounds: int, block: int = BLOCK) -> tuple[float, int]:
+def _capacity(
+    bundle: Path,
+    sensor: Sensor,
+    folder: Path,
+    rounds: int,
+    block_s: float = BLOCK_S,
+    devices: int = DEVICES,
+    seconds: float = SECONDS,
+) -> tuple[float, int]:
     """Signal seconds per CPU second through the whole in-process pipeline, median of rounds
-    after one untimed round (which loads the Numba cache)."""
-    signals = _signals(DEVICES, SECONDS)
+    after one untimed round (which loads the Numba cache), and the alerts spooled."""
+    signals = _signals(sensor, devices, seconds)
+    block = max(1, round(block_s * sensor.rate))
     blocks = [
         [
-            Block(f"s{d}", t / RATE, RATE, signal[:, t : t + block])
+            Block(f"s{d}", t / sensor.rate, sensor.rate, signal[:, t : t + block])
             for d, signal in enumerate(signals)
         ]
         for t in range(0, signals[0].shape[1], block)
@@ -105,8 +142,8 @@ def _capacity(bundle: Path, folder: Path, rounds: int, block: int = BLOCK) -> tu
             decision,
             AlertMaker("bench"),
             [Spooled(spool, "bench/", lambda: None, telemetry=False)],
-            inbox=DEVICES * 4,
-            max_batch=DEVICES,
+            inbox=devices * 4,
+            max_batch=devices,
         )
         began = time.process_time()
         for round_blocks in blocks:
@@ -116,10 +153,31 @@ def _capacity(bundle: Path, folder: Path, rounds: int, block: int = BLOCK) -> tu
                 pipeline.process(pipeline.drain(0))
         cpu = time.process_time() - began
         if r:
-            rates.append(DEVICES * SECONDS / cpu)
+            rates.append(devices * seconds / cpu)
         alerts = spool.rows
         spool.close()
     return float(np.median(rates)), alerts
+
+
+def capacity(
+    sensor: Sensor, rounds: int = 3, devices: int = DEVICES, seconds: float = SECONDS
+) -> dict[str, Any]:
+    """How many sensors of this kind one agent carries per core, with a model trained for it."""
+    set_threads(1)
+    with tempfile.TemporaryDirectory(prefix="edgewatch-bench-") as tmp:
+        folder = Path(tmp)
+        train(sensor.training(), folder / "bundle")
+        per_core, alerts = _capacity(
+            folder / "bundle", sensor, folder, rounds, devices=devices, seconds=seconds
+        )
+    cores = len(os.sched_getaffinity(0))
+    return {
+        "sensor": asdict(sensor),
+        "sensors_per_core": per_core,
+        "cores": cores,
+        "sensors": per_core * cores,
+        "alerts_spooled": alerts,
+    }
 
 
 def _seed(bundle: Path, windows: int = 300) -> float:
@@ -312,9 +370,9 @@ def run(rounds: int = 3) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="edgewatch-bench-") as tmp:
         folder = Path(tmp)
         bundle = folder / "bundle"
-        train(parse_config(MODEL), bundle)
-        sensors, alerts = _capacity(bundle, folder, rounds)
-        hop_sensors, _ = _capacity(bundle, folder, rounds, HOP)
+        train(Sensor().training(), bundle)
+        sensors, alerts = _capacity(bundle, Sensor(), folder, rounds)
+        hop_sensors, _ = _capacity(bundle, Sensor(), folder, rounds, HOP / RATE)
         seed = _seed(bundle)
         broker = _Mosquitto(folder)
         try:

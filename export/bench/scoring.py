@@ -93,14 +93,14 @@ def run(rounds: int = 2000) -> dict[str, Any]:
         }
         for name in scorers
     ]
-    return {"scoring": results, "features": width, "rounds": rounds}
+    return {"scoring": results, "features": width, "calls": rounds}
 
 
 def render(result: dict[str, Any]) -> str:
     rows = {r["model"]: r for r in result["scoring"]}
     compact = rows["isolation_forest_compact"]
     lines = [
-        f"one-row latency over {result['rounds']} calls per model, in interleaved runs of {CALLS}; "
+        f"one-row latency over {result['calls']} calls per model, in interleaved runs of {CALLS}; "
         f"{result['features']} "
         "features per row; throughput in batches of 256",
         f"{'model':<28}{'p50 us':>10}{'p99 us':>10}{'rows/s (batch 256)':>22}",
