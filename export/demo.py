@@ -81,12 +81,12 @@ class Console:
 
     def send(self, alert: Alert) -> None:
         self.timeline.alerts.append(alert)
-        drivers = ", ".join(f"{d.name} ({d.deviation:+.1f})" for d in alert.features[:3])
-        self.show(
+        line = (
             f"  {self.timeline.seconds(alert.ts):6.1f} s  {alert.state:<9} {alert.severity:<8}"
-            f" score {alert.score:5.2f}"
-            f"  {alert.alert_id[:8]}  {drivers}"
+            f" score {alert.score:5.2f}  {alert.alert_id[:8]}"
         )
+        drivers = ", ".join(f"{d.name} ({d.deviation:+.1f})" for d in alert.features[:3])
+        self.show(f"{line}  {drivers}" if drivers else line)
 
     def telemetry(self, device: str, record: dict[str, float | int | str]) -> None:
         pass

@@ -1,11 +1,12 @@
 """The agent config: the example is valid, every bad field is named, env and secrets work."""
 
+import re
 from pathlib import Path
 
 import pytest
 
 from agent.cli import main
-from agent.config import ConfigError, load_config, parse_config
+from agent.config import ConfigError, credential, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "agent.example.toml"
 MINIMAL = """
@@ -31,6 +32,18 @@ def test_the_example_config_is_accepted_and_uses_every_section(capsys):
     assert {s.type for s in config.sources} == {"serial", "mqtt", "replay"}
     assert config.topics == "edgewatch/plant-a/gateway-7/"
     assert config.decision.gate is not None and config.http.host == "127.0.0.1"
+
+
+def test_the_readme_config_is_accepted_once_its_files_exist(tmp_path, monkeypatch):
+    readme = (EXAMPLE.parents[1] / "README.md").read_text().split("## Configuring", 1)[1]
+    text = re.search(r"```toml\n(.*?)```", readme, re.S).group(1)  # type: ignore[union-attr]
+    for name in ("bundle.pub", "ca.crt", "gateway-7.crt", "mqtt-client.key"):
+        (tmp_path / name).write_text("-")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    config = parse_config(text.replace("/etc/edgewatch/", f"{tmp_path}/"), env={})
+    assert config.mqtt is not None and config.mqtt.tls is not None
+    assert credential(config.mqtt.tls.key) == tmp_path / "mqtt-client.key"
+    assert [s.type for s in config.sources] == ["serial"]
 
 
 def test_defaults_fill_a_minimal_config():
