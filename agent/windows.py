@@ -91,14 +91,19 @@ class Windower:
             return np.empty(0), np.empty((0, self._data.shape[0], self.window), np.float32)
         k = (ready - self.window) // self.hop + 1
         start = self._start
-        channel_stride, sample_stride = self._data.strides
-        # A strided view built directly: sliding_window_view's checks cost more than the copy.
-        windows = np.lib.stride_tricks.as_strided(
-            self._data[:, start:],
-            (k, self._data.shape[0], self.window),
-            (self.hop * sample_stride, channel_stride, sample_stride),
-            writeable=False,
-        ).copy()
-        starts = self._t0 + (start + self.hop * np.arange(k)) / self._rate
+        if k == 1:
+            # The steady state when blocks are a hop long: no strided view to build.
+            windows = self._data[None, :, start : start + self.window].copy()
+            starts = np.array([self._t0 + start / self._rate])
+        else:
+            channel_stride, sample_stride = self._data.strides
+            # Built directly: sliding_window_view's checks cost more than the copy.
+            windows = np.lib.stride_tricks.as_strided(
+                self._data[:, start:],
+                (k, self._data.shape[0], self.window),
+                (self.hop * sample_stride, channel_stride, sample_stride),
+                writeable=False,
+            ).copy()
+            starts = self._t0 + (start + self.hop * np.arange(k)) / self._rate
         self._start += k * self.hop
         return starts, windows
