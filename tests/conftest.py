@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -126,10 +127,14 @@ class Subscriber:
         self.client.reconnect_delay_set(0.05, 0.5)
         if tls is not None:
             self.client.tls_set(str(tls.ca), str(tls.client_cert), str(tls.client_key))
+        subscribed = threading.Event()
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.on_message = lambda c, u, m: self.messages.append(m)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+        # Messages published from here on arrive live (retain flag 0), not as retained copies.
+        assert subscribed.wait(10), f"no subscription to {topic} on port {port}"
 
     def payloads(self, suffix: str) -> list:  # type: ignore[type-arg]
         return [
