@@ -120,9 +120,14 @@ class Outcome:
     delay_s: float | None
 
 
+def _during(fault: Fault, began: float, slack_s: float) -> bool:
+    """Whether an alert that started at ``began`` belongs to ``fault``: it started while the fault
+    lasted, or within ``slack_s`` after it ended (the last windows still hold its samples)."""
+    return fault.start <= began < fault.end + slack_s
+
+
 def outcomes(faults: tuple[Fault, ...], timeline: Timeline, slack_s: float) -> list[Outcome]:
-    """Per fault, the delay from its start to the first alert that started during it (or within
-    ``slack_s`` after it ended: the last windows still hold its samples)."""
+    """Per fault, the delay from its start to the first alert raised during it."""
     raised = [
         (timeline.seconds(a.started_at), timeline.seconds(a.ts))
         for a in timeline.alerts
@@ -130,7 +135,7 @@ def outcomes(faults: tuple[Fault, ...], timeline: Timeline, slack_s: float) -> l
     ]
     found = []
     for fault in faults:
-        during = [ts for began, ts in raised if fault.start <= began < fault.end + slack_s]
+        during = [ts for began, ts in raised if _during(fault, began, slack_s)]
         found.append(Outcome(fault, min(during) - fault.start if during else None))
     return found
 
@@ -141,7 +146,7 @@ def false_alerts(faults: tuple[Fault, ...], timeline: Timeline, slack_s: float) 
         a
         for a in timeline.alerts
         if a.state == "raised"
-        and not any(f.start <= timeline.seconds(a.started_at) < f.end + slack_s for f in faults)
+        and not any(_during(f, timeline.seconds(a.started_at), slack_s) for f in faults)
     ]
 
 

@@ -170,6 +170,11 @@ def capacity(
         per_core, alerts = _capacity(
             folder / "bundle", sensor, folder, rounds, devices=devices, seconds=seconds
         )
+    return capacity_of(sensor, per_core, alerts)
+
+
+def capacity_of(sensor: Sensor, per_core: float, alerts: int) -> dict[str, Any]:
+    """The capacity object for ``sensor`` from its measured sensors per core."""
     cores = len(os.sched_getaffinity(0))
     return {
         "sensor": asdict(sensor),
