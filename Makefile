@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBS := mosquitto socat systemd openssl
+DEBS := mosquitto socat systemd openssl gcc python3-dev
 
 .PHONY: setup debs demo test lint bench
 
@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[train,test]'
 	touch $@
 
-# Real brokers and real serial ports in the tests: install them when we may, say so when we may not.
+# Real brokers and serial ports for the tests, a C compiler and headers for the native kernels:
+# install them when we may, say so when we may not.
 debs:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

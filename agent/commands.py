@@ -58,7 +58,7 @@ def replay(args: argparse.Namespace) -> int:
     from agent.pipeline import Model, Pipeline
     from agent.sinks.outputs import Lines
     from agent.sources.replay import RecordingError, ReplayReader, load_recording
-    from kernels.config import set_threads
+    from kernels import runtime
 
     decision, site = Decision(), "replay"
     if args.config is not None:
@@ -74,7 +74,7 @@ def replay(args: argparse.Namespace) -> int:
     except (BundleError, RecordingError) as e:
         return _fail("replay", str(e))
     rate = args.rate or spec.sample_rate or 1.0
-    set_threads(1)
+    runtime.select(1)
     pipeline = Pipeline(
         Model.load(bundle, decision), decision, AlertMaker(site), [Lines(sys.stdout)]
     )
@@ -146,7 +146,8 @@ def warmup(args: argparse.Namespace) -> int:
 
     from agent.features import FeatureSpec, Featurizer
     from agent.simulate import Machine
-    from kernels.config import cache_dir
+    from kernels import native
+    from kernels.cache import cache_dir
 
     began = time.perf_counter()
     machine = Machine()
@@ -169,7 +170,15 @@ def warmup(args: argparse.Namespace) -> int:
             featurizer(noise)
         else:
             featurizer(noise[0, :, :8].T.copy())
-    print(f"edgewatch warmup: kernels ready in {time.perf_counter() - began:.2f} s ({cache_dir()})")
+    seconds = time.perf_counter() - began
+    print(f"edgewatch warmup: JIT kernels ready in {seconds:.2f} s ({cache_dir()})")
+    began = time.perf_counter()
+    try:
+        path = native.build()
+    except native.Unavailable as e:
+        print(f"edgewatch warmup: {e}; the agent will run the JIT kernels", file=sys.stderr)
+        return 0
+    print(f"edgewatch warmup: native kernels ready in {time.perf_counter() - began:.2f} s ({path})")
     return 0
 
 
@@ -224,7 +233,9 @@ def add(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     sim.add_argument("--seed", type=int, default=0)
     sim.set_defaults(handler=simulate)
 
-    warm = commands.add_parser("warmup", help="compile the kernels into the Numba cache")
+    warm = commands.add_parser(
+        "warmup", help="compile the kernels: the JIT cache, and the native module the agent runs"
+    )
     warm.set_defaults(handler=warmup)
 
     feedback = commands.add_parser("feedback", help="operator labels")

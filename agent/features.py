@@ -20,11 +20,17 @@ from typing import Annotated, Any, Literal, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from kernels.batch import make_plan, window_features, windows_features
-from kernels.envelope import ENVELOPE_FEATURES, bearing_frequencies
-from kernels.rolling import ROLLING_FEATURES, RollingState, rolling_features
-from kernels.spectral import SPECTRAL_FEATURES, hann
-from kernels.timedomain import TIME_FEATURES
+from kernels import runtime
+from kernels.layout import (
+    ENVELOPE_FEATURES,
+    ROLLING_FEATURES,
+    SPECTRAL_FEATURES,
+    TIME_FEATURES,
+    RollingState,
+    bearing_frequencies,
+    hann,
+    make_plan,
+)
 
 Kind = Literal["waveform", "process", "record"]
 Family = Literal["time", "spectral", "bands", "envelope"]
@@ -284,6 +290,7 @@ class Featurizer:
     def __init__(self, spec: FeatureSpec) -> None:
         self.spec = spec
         self.width = len(spec.feature_names)
+        self._kernels = runtime.active()
         if spec.kind == "waveform":
             self._plan_waveform(spec)
         elif spec.kind == "process":
@@ -340,11 +347,7 @@ class Featurizer:
                 args = self._kernel_args[data.dtype.char]
             n = data.shape[0]
             out = np.empty((n, self.width), np.float32) if out is None else self._output(n, out)
-            if n == 1:
-                finite = window_features(data, 0, *args, out)
-            else:
-                finite = windows_features(data, *args, out)
-            if not finite:
+            if not self._kernels.windows(data, *args, out):
                 self._explain_nonfinite(data)
             return out
         rows = self._checked(data, (len(self.spec.channels),), "rows x channels")
@@ -358,10 +361,10 @@ class Featurizer:
         if self.spec.kind == "record":
             np.copyto(out, rows, casting="same_kind")
         elif self._columns is None:
-            rolling_features(rows, self._alpha, *self._state, out)
+            self._kernels.rolling(rows, self._alpha, *self._state, out)
         else:
             every = np.empty((rows.shape[0], len(ROLLING_FEATURES) * rows.shape[1]), out.dtype)
-            rolling_features(rows, self._alpha, *self._state, every)
+            self._kernels.rolling(rows, self._alpha, *self._state, every)
             out[:] = every[:, self._columns]
         return out
 

@@ -39,7 +39,7 @@ from agent.sinks.spool import Spool
 from agent.sources.mqtt import MqttReader
 from agent.sources.replay import ReplayReader, load_recording
 from agent.sources.serial import SerialReader
-from kernels.config import set_threads
+from kernels import runtime
 
 log = logging.getLogger(__name__)
 STALLED_S = 10.0
@@ -51,7 +51,8 @@ Source = SerialReader | MqttReader | ReplayReader
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        set_threads(config.model.threads)
+        kernels = runtime.select(config.model.threads)
+        log.info("kernels: %s (%s)", kernels.form, kernels.why)
         self.registry = Registry()
         self.started = time.monotonic()
         self.stopping = threading.Event()

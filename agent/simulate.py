@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.features import Bearing
 from agent.windows import frame
-from kernels.envelope import bearing_frequencies
+from kernels.layout import bearing_frequencies
 
 MachineFault = Literal["outer_race", "inner_race", "ball", "imbalance", "misalignment", "looseness"]
 SensorFault = Literal["dropout", "spike", "stuck", "saturation"]

@@ -78,6 +78,12 @@ do_install() {
     fi
     echo "installing edgewatch from $source_spec"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$source_spec"
+    # edgewatch warmup compiles the native kernels at the first start; without them the agent
+    # runs Numba's JIT kernels, which keep about 110 MB more in memory.
+    missing=$("$venv/bin/python" -c 'from kernels.native import missing_tools; print(missing_tools() or "")')
+    if [ -n "$missing" ]; then
+        echo "warning: $missing: the agent will run the JIT kernels; apt install gcc python3-dev" >&2
+    fi
 
     mkdir -p "$config"
     if [ -e "$config/agent.toml" ]; then

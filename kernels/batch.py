@@ -1,8 +1,8 @@
 """Features of whole windows ``[channels, N]``, one at a time or a batch ``[n, channels, N]``.
 
-What to compute is a ``plan``, one int64 array (see ``make_plan``): where each family lands in a
-channel's block of the output row (-1 when it is off), the band and envelope bins. Families
-that need no FFT cost none. ``window`` is the Hann window in the precision of the samples,
+What to compute is a ``plan``, one int64 array (see ``layout.make_plan``): where each family
+lands in a channel's block of the output row (-1 when it is off), the band and envelope bins.
+Families that need no FFT cost none. ``window`` is the Hann window in the precision of the samples,
 which sets the precision of every pass over them.
 """
 
@@ -11,33 +11,25 @@ import numpy as np
 from rocket_fft import r2c
 
 from .config import jit, jit_parallel
-from .envelope import ENVELOPE_FEATURES, envelope_features
+from .envelope import envelope_features
+from .layout import (
+    BANDS,
+    ENVELOPE,
+    HEAD,
+    N_BANDS,
+    N_ENVELOPE,
+    N_READ,
+    N_SPECTRAL,
+    N_TIME,
+    PASS_HI,
+    PASS_LO,
+    SPECTRAL,
+    STRIDE,
+    TIME,
+)
 from .precision import complex_empty
-from .spectral import LAST_AXIS, SPECTRAL_FEATURES, spectral_features
-from .timedomain import TIME_FEATURES, time_features
-
-N_TIME = len(TIME_FEATURES)
-N_SPECTRAL = len(SPECTRAL_FEATURES)
-N_ENVELOPE = len(ENVELOPE_FEATURES)
-# The plan's head: the output layout, then the envelope's pass band and two counts.
-STRIDE, TIME, SPECTRAL, BANDS, ENVELOPE, PASS_LO, PASS_HI, N_BANDS, N_READ = range(9)
-_HEAD = 9
-
-
-def make_plan(
-    stride: int,
-    offsets: dict[str, int],
-    band_lo: np.ndarray,
-    band_hi: np.ndarray,
-    pass_band: tuple[int, int],
-    read_bins: np.ndarray,
-) -> np.ndarray:
-    """The kernels' plan: ``stride`` features per channel, each family's offset in a channel's
-    block (``offsets`` names those that are on), band bins ``band_lo[b] <= k < band_hi[b]``, the
-    envelope's pass band ``[lo, hi)`` in bins, and the envelope bins to read."""
-    head = [stride] + [offsets.get(f, -1) for f in ("time", "spectral", "bands", "envelope")]
-    head += [pass_band[0], pass_band[1], len(band_lo), len(read_bins)]
-    return np.concatenate([head, band_lo, band_hi, read_bins]).astype(np.int64)
+from .spectral import LAST_AXIS, spectral_features
+from .timedomain import time_features
 
 
 @jit
@@ -58,9 +50,9 @@ def window_features(
     channels, n = x.shape
     m = n // 2 + 1
     n_bands = plan[N_BANDS]
-    band_lo = plan[_HEAD : _HEAD + n_bands]
-    band_hi = plan[_HEAD + n_bands : _HEAD + 2 * n_bands]
-    read_bins = plan[_HEAD + 2 * n_bands : _HEAD + 2 * n_bands + plan[N_READ]]
+    band_lo = plan[HEAD : HEAD + n_bands]
+    band_hi = plan[HEAD + n_bands : HEAD + 2 * n_bands]
+    read_bins = plan[HEAD + 2 * n_bands : HEAD + 2 * n_bands + plan[N_READ]]
     want_spectrum = plan[SPECTRAL] >= 0 or plan[BANDS] >= 0
     want_envelope = plan[ENVELOPE] >= 0
     windowed = np.empty((channels, n), dtype=x.dtype)

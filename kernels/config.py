@@ -1,36 +1,13 @@
-"""The Numba flags and the compiled-code cache, defined once for every kernel.
+"""The Numba flags and the compiled-code cache (``kernels.cache``), set once for every kernel."""
 
-The cache lives under ``NUMBA_CACHE_DIR`` when set (the systemd unit points it at
-``CacheDirectory=``), else under ``~/.cache/edgewatch/numba``, in a folder named after a hash of
-these sources. Numba checks a cached function only against its own file, so a kernel that
-inlines one from another file would otherwise keep running the old callee after an upgrade.
-Numba also keys cached code by CPU name and features, so a cache copied from another machine is
-recompiled rather than trusted: each gateway builds its own.
-"""
-
-import hashlib
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numba
-import rocket_fft
+
+from .cache import cache_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def cache_dir(sources: Path = Path(__file__).parent) -> Path:
-    """Where this version of the kernels (the ``*.py`` in ``sources``) keeps its compiled code."""
-    base = os.environ.get("NUMBA_CACHE_DIR")
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        base = os.path.join(xdg, "edgewatch", "numba")
-    digest = hashlib.sha256(rocket_fft.__version__.encode())
-    for source in sorted(sources.glob("*.py")):
-        digest.update(source.name.encode())
-        digest.update(source.read_bytes())
-    return Path(base) / digest.hexdigest()[:16]
 
 
 # Read by numba when each decorator below creates its cache, so it must be set before them.

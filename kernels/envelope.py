@@ -5,41 +5,11 @@ each strike rings a structural resonance. The spectrum of the signal's envelope 
 of its analytic signal, optionally band-passed around that resonance) shows the strike rate.
 """
 
-import math
-
 import numpy as np
 from rocket_fft import c2c, r2c
 
 from .config import jit
 from .spectral import AXIS
-
-DEFECTS = ("bpfo", "bpfi", "bsf", "ftf")
-ENVELOPE_FEATURES = tuple(f"env_{d}" for d in DEFECTS) + tuple(f"env_{d}_2x" for d in DEFECTS)
-
-
-def bearing_frequencies(
-    shaft_hz: float,
-    balls: int,
-    ball_diameter: float,
-    pitch_diameter: float,
-    contact_angle_deg: float = 0.0,
-) -> tuple[float, float, float, float]:
-    """Defect frequencies in Hz, in DEFECTS order: outer race, inner race, ball spin, cage.
-
-    BSF is the ball's spin frequency; a ball defect that strikes both races shows at 2x BSF,
-    which the envelope features also read.
-
-    SKF 6205 (the CWRU test bearing) at 1797 rpm:
-
-    >>> [round(f, 2) for f in bearing_frequencies(1797 / 60, 9, 7.94, 39.04)]
-    [107.36, 162.19, 70.58, 11.93]
-    """
-    ratio = ball_diameter / pitch_diameter * math.cos(math.radians(contact_angle_deg))
-    bpfo = balls / 2.0 * shaft_hz * (1.0 - ratio)
-    bpfi = balls / 2.0 * shaft_hz * (1.0 + ratio)
-    bsf = pitch_diameter / (2.0 * ball_diameter) * shaft_hz * (1.0 - ratio * ratio)
-    ftf = shaft_hz / 2.0 * (1.0 - ratio)
-    return bpfo, bpfi, bsf, ftf
 
 
 @jit

@@ -10,43 +10,13 @@ A sum of squared deviations no larger than the rounding error the sliding update
 sensor reads a standard deviation and z-score of exactly 0, not noise that would raise alarms.
 """
 
-from typing import NamedTuple
-
 import numpy as np
 
 from .config import jit_ordered
+from .layout import ROLLING_FEATURES
 
-ROLLING_FEATURES = ("value", "roll_mean", "roll_std", "zscore", "diff", "ewma")
 _WIDTH = len(ROLLING_FEATURES)
 _EPS = float(np.finfo(np.float64).eps)
-
-
-class RollingState(NamedTuple):
-    """Everything the rolling kernel carries from one call to the next."""
-
-    history: np.ndarray  # [history, channels], a ring of the last rows
-    counters: np.ndarray  # [rows seen, ring position]
-    shift: np.ndarray  # per channel: a recent value the moments are taken about
-    mean: np.ndarray  # per channel: mean of (value - shift) over the ring
-    m2: np.ndarray  # per channel: sum of squared deviations over the ring
-    m2_added: np.ndarray  # per channel: magnitudes added into m2 since the last recompute
-    ewma: np.ndarray
-    previous: np.ndarray
-
-    @classmethod
-    def empty(cls, history: int, channels: int) -> "RollingState":
-        """A state that has seen no rows."""
-        zeros = np.zeros(channels)
-        return cls(
-            np.zeros((history, channels)),
-            np.zeros(2, dtype=np.int64),
-            zeros.copy(),
-            zeros.copy(),
-            zeros.copy(),
-            zeros.copy(),
-            zeros.copy(),
-            zeros.copy(),
-        )
 
 
 @jit_ordered

@@ -4,25 +4,8 @@ import numpy as np
 
 from .config import jit
 
-SPECTRAL_FEATURES = (
-    "spectral_centroid",
-    "spectral_spread",
-    "spectral_kurtosis",
-    "dominant_freq",
-    "dominant_amp",
-)
-
 AXIS = np.zeros(1, dtype=np.int64)
 LAST_AXIS = np.ones(1, dtype=np.int64)
-
-
-def hann(n: int) -> np.ndarray:
-    """The periodic Hann window, as used for spectral analysis (``scipy.signal.get_window``).
-
-    >>> hann(4).round(12).tolist()
-    [0.0, 0.5, 1.0, 0.5]
-    """
-    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
 
 @jit

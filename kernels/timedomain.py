@@ -3,25 +3,8 @@
 import numpy as np
 
 from .config import jit
+from .layout import FLAT_VARIANCE_RATIO
 from .precision import cast_like, ordered_bits, ordered_key
-
-TIME_FEATURES = (
-    "mean",
-    "std",
-    "rms",
-    "peak",
-    "peak_to_peak",
-    "crest_factor",
-    "skewness",
-    "kurtosis",
-    "shape_factor",
-    "impulse_factor",
-    "clearance_factor",
-)
-
-# A window whose variance is below this share of its mean square is constant for our purposes:
-# its higher moments and its spectrum are rounding noise, so they are reported as 0.
-FLAT_VARIANCE_RATIO = 1e-20
 
 
 @jit

@@ -21,6 +21,26 @@ from export.config import parse_config
 from export.train import train
 
 
+@pytest.fixture(scope="session", autouse=True)
+def native_kernels() -> Path:
+    """The native kernels, built as ``edgewatch warmup`` builds them: agents that the tests start
+    run what a gateway runs."""
+    from kernels import native
+
+    return native.build()
+
+
+@pytest.fixture(scope="module", params=["jit", "native"])
+def kernel_form(request):  # type: ignore[no-untyped-def]
+    """Each compiled form of the kernels in turn, for the featurizers a test creates."""
+    from kernels import runtime
+
+    kernels = runtime.select(1 if request.param == "native" else None)
+    assert kernels.form == request.param, kernels.why
+    yield kernels
+    runtime.select()
+
+
 def edgewatch(*args, check: bool = True) -> subprocess.CompletedProcess[str]:
     """The ``edgewatch`` command, run as a user would, in this interpreter."""
     return subprocess.run(

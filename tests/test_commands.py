@@ -33,4 +33,8 @@ def test_commands_refuse_bad_input_in_one_line(waveform_bundle, tmp_path):
 
 
 def test_warmup_builds_the_kernels():
-    assert "kernels ready" in edgewatch("warmup").stdout
+    lines = edgewatch("warmup").stdout.splitlines()
+    assert [line.split(" kernels ready")[0] for line in lines] == [
+        "edgewatch warmup: JIT",
+        "edgewatch warmup: native",
+    ]

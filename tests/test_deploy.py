@@ -115,6 +115,13 @@ def test_install_into_a_root_is_an_edge_install_that_is_idempotent_and_removable
     ).stdout.lower()
     assert "edgewatch==" in listed
     assert [p for p in EDGE_FORBIDDEN if f"\n{p}==" in "\n" + listed] == []
+    warmup = subprocess.run(
+        [venv / "bin/edgewatch", "warmup"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert "edgewatch warmup: native kernels ready" in warmup.stdout, warmup.stderr
     for command in (["demo"], ["bench"], ["train", config, "-o", tmp_path / "b"]):
         run = subprocess.run([venv / "bin/edgewatch", *command], capture_output=True, text=True)
         assert run.returncode == 2 and "pip install 'edgewatch[train]'" in run.stderr

@@ -182,7 +182,7 @@ def test_the_numba_cache_follows_numba_cache_dir_and_the_kernel_sources(tmp_path
     from pathlib import Path
 
     import kernels
-    from kernels.config import cache_dir
+    from kernels.cache import cache_dir
 
     sources = tmp_path / "kernels"
     shutil.copytree(

@@ -11,9 +11,8 @@ from hypothesis.extra.numpy import arrays
 
 from agent.features import FeatureSpec, Featurizer
 from agent.simulate import Fault, Machine, simulate_waveform
-from kernels.envelope import bearing_frequencies
-from kernels.spectral import hann
-from kernels.timedomain import TIME_FEATURES, time_features
+from kernels.layout import TIME_FEATURES, bearing_frequencies, hann
+from kernels.timedomain import time_features
 from tests import reference
 from tests.strategies import (
     BEARING,
@@ -46,6 +45,7 @@ def test_time_features_match_reference(dtype, data):
         np.testing.assert_allclose(got, want, rtol=TOLERANCE[dtype], atol=atol, err_msg=name)
 
 
+@pytest.mark.usefixtures("kernel_form")
 def test_flat_window_has_no_higher_moments_or_spectrum():
     spec = FeatureSpec(kind="waveform", sample_rate=1000, window=64, channels=["a"])
     got = Featurizer(spec)(np.full((1, 1, 64), 0.37))[0]
@@ -91,6 +91,7 @@ def waveform_specs(draw, channels: int, n: int):  # type: ignore[no-untyped-def]
     )
 
 
+@pytest.mark.usefixtures("kernel_form")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @settings(deadline=None, max_examples=120)
 @given(data=st.data())
@@ -102,6 +103,7 @@ def test_window_features_match_reference(dtype, data):
     assert_matches_reference(out[0], x, spec, TOLERANCE[dtype])
 
 
+@pytest.mark.usefixtures("kernel_form")
 @pytest.mark.parametrize("n", [1024, 4096])
 def test_large_windows_match_reference(n):
     rng = np.random.default_rng(n)
@@ -127,6 +129,7 @@ def test_large_windows_match_reference(n):
     assert_matches_reference(out[0], x, spec, 1e-9)
 
 
+@pytest.mark.usefixtures("kernel_form")
 def test_batch_equals_one_window_at_a_time():
     spec = FeatureSpec(
         kind="waveform",

@@ -1,6 +1,7 @@
 """The streaming process features against the reference, however the stream is chunked."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -23,6 +24,7 @@ def quantised_streams(draw):  # type: ignore[no-untyped-def]
     return codes * 0.01
 
 
+@pytest.mark.usefixtures("kernel_form")
 @settings(deadline=None, max_examples=200)
 @given(
     rows=quantised_streams(), history=st.integers(2, 25), alpha=st.floats(0.01, 1.0), data=st.data()
@@ -53,6 +55,7 @@ def test_rolling_features_match_reference_in_any_chunking(rows, history, alpha, 
         assert not off.any(), (name, np.flatnonzero(off), got[off, j], want[off, j])
 
 
+@pytest.mark.usefixtures("kernel_form")
 def test_a_stuck_sensor_reads_zero_std_and_zero_z_after_a_long_stream():
     rng = np.random.default_rng(5)
     rows = np.concatenate([1000 + rng.standard_normal((5000, 1)), np.full((200, 1), 1003.17)])
@@ -62,6 +65,7 @@ def test_a_stuck_sensor_reads_zero_std_and_zero_z_after_a_long_stream():
     assert np.all(out[-170:, 3] == 0.0)
 
 
+@pytest.mark.usefixtures("kernel_form")
 def test_long_streams_do_not_drift_from_exact_statistics():
     rng = np.random.default_rng(9)
     rows = 5e4 + np.cumsum(rng.standard_normal((20_000, 2)), axis=0)

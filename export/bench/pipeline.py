@@ -19,7 +19,9 @@ the compact IsolationForest (trained here on a simulated healthy machine).
   window to the broker's PUBACK of its alert, one alert at a time.
 - **rss_mb** and **first_score_s**: ``edgewatch run`` with eight replayed sensors at real time;
   its resident memory after ``RSS_AFTER_S`` seconds, while they still stream, and how long
-  after the process started its first window was scored (the Numba cache warm).
+  after the process started its first window was scored (the kernels built).
+- **kernels**: which compiled form of the kernels all of the above ran (``kernels.runtime``):
+  ``native`` when it can be built here, as ``edgewatch warmup`` builds it on a gateway.
 """
 
 import os
@@ -51,7 +53,7 @@ from agent.sinks.spool import Message, Spool
 from agent.sources.mqtt import MqttReader
 from export.config import TrainConfig, parse_config
 from export.train import train
-from kernels.config import set_threads
+from kernels import native, runtime
 
 RATE = 25600.0
 WINDOW, HOP = 1024, 512
@@ -163,7 +165,7 @@ def capacity(
     sensor: Sensor, rounds: int = 3, devices: int = DEVICES, seconds: float = SECONDS
 ) -> dict[str, Any]:
     """How many sensors of this kind one agent carries per core, with a model trained for it."""
-    set_threads(1)
+    runtime.select(1)
     with tempfile.TemporaryDirectory(prefix="edgewatch-bench-") as tmp:
         folder = Path(tmp)
         train(sensor.training(), folder / "bundle")
@@ -371,7 +373,11 @@ def _footprint(bundle: Path, folder: Path) -> tuple[float, float]:
 
 def run(rounds: int = 3) -> dict[str, Any]:
     steady_heap()
-    set_threads(1)
+    try:
+        native.build()
+    except native.Unavailable as e:
+        print(f"edgewatch bench: {e}", file=sys.stderr)
+    kernels = runtime.select(1)
     with tempfile.TemporaryDirectory(prefix="edgewatch-bench-") as tmp:
         folder = Path(tmp)
         bundle = folder / "bundle"
@@ -396,6 +402,7 @@ def run(rounds: int = 3) -> dict[str, Any]:
             "alert_latency_p99_ms": latency,
             "rss_mb": rss,
             "first_score_s": first,
+            "kernels": kernels.form,
         },
         "alerts_spooled": alerts,
         "rounds": rounds,
@@ -407,6 +414,7 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(
         [
             "sensor: 3 axes at 25.6 kHz, windows of 1024 with hop 512, compact IsolationForest",
+            f"kernels                  {p['kernels']:>10}",
             f"in-process capacity      {p['sensors_per_core']:>10.0f} sensors per core "
             f"(median of {result['rounds']} rounds; {result['alerts_spooled']} alerts spooled)",
             f"  in blocks of one hop   {p['sensors_per_core_hop_blocks']:>10.0f} sensors per core",
