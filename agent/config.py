@@ -173,7 +173,8 @@ Sink = Annotated[MqttSink | StdoutSink | JsonlSink, Field(discriminator="type")]
 
 class Model(_Frozen):
     """The bundle to score with, and how to trust it. The bundle may arrive later; the key
-    must be readable now. ``threads`` serve both onnxruntime and the featurizer's kernels."""
+    must be readable now. ``threads`` serve both onnxruntime and the featurizer's kernels (more
+    than one runs the JIT kernels: see ``kernels.runtime``)."""
 
     bundle: Path
     public_key: Path | None = None
