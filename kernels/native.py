@@ -1,7 +1,7 @@
 """The kernels compiled ahead of time into a Python extension module, which runs without Numba.
 
 A process that calls a jitted kernel keeps Numba and LLVM in memory for as long as it runs:
-about 120 MB of an agent that needs under 100 MB without them. ``build`` compiles the same
+about 110 MB, as much again as the rest of the agent. ``build`` compiles the same
 kernels, each with its own flags, through Numba's pycc into ``edgewatch_kernels`` beside the
 JIT cache (``kernels.cache``); that takes Numba, a C compiler and Python's headers, once per
 machine. ``load`` imports the module with nothing but NumPy.

@@ -35,7 +35,7 @@ def select(threads: int | None = None) -> Kernels:
     """Choose this process's kernels: native for ``threads == 1`` when built, else the JIT on
     ``threads`` (None: Numba's default)."""
     global _active
-    why = f"{threads} feature threads"
+    why = f"{threads} feature threads" if threads else "no thread count chosen"
     if threads == 1:
         try:
             _active = _native(native.load())
