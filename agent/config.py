@@ -214,6 +214,7 @@ class Decision(_Frozen):
     hysteresis: float = Field(default=0.5, ge=0, le=100)
     min_duration_s: float = Field(default=0.0, ge=0, le=86_400)
     cooldown_s: float = Field(default=60.0, ge=0, le=86_400)
+    release: float = Field(default=0.0, ge=0, lt=1)
     gate: Annotated[RmsGate | ProcessGate, Field(discriminator="type")] | None = None
 
     @model_validator(mode="after")

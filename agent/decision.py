@@ -11,11 +11,15 @@ A model scores; this policy decides. Per device:
 - **cooldown**: no new alert within ``cooldown_s`` of the last one clearing;
 - **hysteresis**: an open alert stays while ``n`` of the last ``m`` windows are above
   ``warning - hysteresis``, and clears when they are not;
+- **release**: with ``release > 0``, an open alert also clears once its score has fallen back to
+  ``release`` of its run's peak height above that low mark: the excursion is over, even if the
+  machine has settled a little away from its old normal. Until a window is at or below
+  ``warning`` again, a new alert needs scores above the level it was released at;
 - **severity**: ``critical`` above the critical threshold; a warning that crosses it while open
   is escalated under the same ``alert_id``.
 
-With ``n = m = 1``, no hysteresis and no cooldown, the windows an alert covers are exactly the
-runs of high windows that last ``min_duration_s`` (``export.skab.confirm`` offline).
+With ``n = m = 1``, no hysteresis, no release and no cooldown, the windows an alert covers are
+exactly the runs of high windows that last ``min_duration_s``.
 """
 
 import uuid
@@ -43,6 +47,7 @@ class Policy:
     hysteresis: float = 0.0
     min_duration_s: float = 0.0
     cooldown_s: float = 0.0
+    release: float = 0.0
 
     @classmethod
     def of(cls, decision: Decision, thresholds: Thresholds) -> "Policy":
@@ -56,6 +61,7 @@ class Policy:
             hysteresis=decision.hysteresis,
             min_duration_s=decision.min_duration_s,
             cooldown_s=decision.cooldown_s,
+            release=decision.release,
         )
 
 
@@ -89,6 +95,8 @@ class Decider:
         self._high: deque[bool] = deque(maxlen=policy.m)
         self._held: deque[bool] = deque(maxlen=policy.m)
         self._run_start: float | None = None
+        self._peak = -np.inf
+        self._rearm: float | None = None
         self._quiet_until = -np.inf
         self._alert: Transition | None = None
 
@@ -124,6 +132,8 @@ class Decider:
             self._high.extend([False] * min(k, p.m))
             self._held.extend([False] * min(k, p.m))
             self._run_start = None
+            if k:
+                self._rearm = None
             return []
         out = []
         for i in range(len(scores)):
@@ -140,20 +150,29 @@ class Decider:
         p = self.policy
         if idle:
             self._run_start = None
+            self._rearm = None
             self._high.clear()
             self._held.clear()
             if self._alert is not None:
-                return self._clear(ts, score, index, "idle")
+                return self._clear(ts, score, index, "idle", p.warning - p.hysteresis)
             return None
         self.seen += 1
         if self.seen <= p.warmup:
             return None
-        self._high.append(score > p.warning)
+        if score <= p.warning:
+            self._rearm = None
+        self._high.append(score > (p.warning if self._rearm is None else self._rearm))
         self._held.append(score > p.warning - p.hysteresis)
         alert = self._alert
         if alert is not None:
+            self._peak = max(self._peak, score)
+            low = p.warning - p.hysteresis
             if sum(self._held) < p.n:
-                return self._clear(ts, score, index, "below threshold")
+                return self._clear(ts, score, index, "below threshold", low)
+            released = low + p.release * (self._peak - low)
+            if p.release and score <= released:
+                self._rearm = released
+                return self._clear(ts, score, index, "released", released)
             if alert.severity == "warning" and score > p.critical:
                 self._alert = Transition(
                     "escalated",
@@ -172,6 +191,8 @@ class Decider:
             return None
         if self._run_start is None:
             self._run_start = ts
+            self._peak = score
+        self._peak = max(self._peak, score)
         if ts - self._run_start < p.min_duration_s or ts < self._quiet_until:
             return None
         critical = score > p.critical
@@ -187,7 +208,9 @@ class Decider:
         )
         return self._alert
 
-    def _clear(self, ts: float, score: float, index: int, reason: str) -> Transition:
+    def _clear(
+        self, ts: float, score: float, index: int, reason: str, threshold: float
+    ) -> Transition:
         alert = self._alert
         assert alert is not None
         self._alert = None
@@ -200,7 +223,7 @@ class Decider:
             alert.started_at,
             ts,
             score,
-            self.policy.warning - self.policy.hysteresis,
+            threshold,
             index,
             reason,
         )

@@ -50,6 +50,11 @@ def add_commands(
     )
     evaluate.add_argument("--models", help="SKAB: comma-separated methods (default: all)")
     evaluate.add_argument("--files", type=int, help="SKAB: only the first N files")
+    evaluate.add_argument(
+        "--tune",
+        metavar="METHOD",
+        help="SKAB: run METHOD's tuning grid on the files at even positions and show its choice",
+    )
     evaluate.add_argument("--label", default="anomaly", help="the data's label column")
     evaluate.add_argument("--report", type=Path, help="write a Markdown report with plots here")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -171,9 +176,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.protocol == "skab":
         from export import skab
 
-        names = args.models.split(",") if args.models else list(skab.METHODS)
         if args.files is not None and args.files < 1:
             raise ValueError("--files must be at least 1")
+        if args.tune is not None:
+            if args.models is not None:
+                raise ValueError("give either --models or --tune")
+            tuned = skab.tune(args.data, args.tune, args.files, _progress(args.quiet))
+            print(json.dumps(tuned) if args.json else skab.render_tuning(tuned))
+            return 0
+        names = args.models.split(",") if args.models else list(skab.METHODS)
         result = skab.run(args.data, names, args.files, _progress(args.quiet))
         print(json.dumps(result) if args.json else skab.render(result))
         return 0

@@ -66,6 +66,10 @@ def test_defaults_fill_a_minimal_config():
         (lambda t: t.replace('device = "g"', 'device = "g/h"'), "device: String should match"),
         (lambda t: t + "[decision]\nn = 6\nm = 5\n", "decision: n (6) of m (5)"),
         (lambda t: t + "[decision]\nwarning = 3\ncritical = 2\n", "critical must not be below"),
+        (
+            lambda t: t + "[decision]\nrelease = 1\n",
+            "decision.release: Input should be less than 1",
+        ),
         (lambda t: t + '[decision.gate]\ntype = "rms"\nfloor = -1\n', "decision.gate.floor:"),
         (lambda t: t + "[http]\nport = 70000\n", "http.port: Input should be less than"),
         (lambda t: 'topic_root = "a/{plant}/"\n' + t, "may use only {site} and {device}"),

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from agent.cli import main
 from agent.simulate import PROCESS_CHANNELS, Fault, simulate_process
 from export import skab
+from export.detectors.params import KmeansParams
 from export.metrics import Confusion, event_metrics, point_metrics, runs
 
 SKAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "skab"
@@ -106,9 +107,10 @@ def test_skab_protocol_on_a_few_files_pools_counts_and_shows_the_leaderboard(cap
 
 
 @given(st.lists(st.booleans(), max_size=60), st.integers(1, 10))
-def test_confirmation_drops_short_runs_and_keeps_long_ones_whole(flags, min_rows):
+def test_alerts_drop_short_runs_and_cover_long_ones_whole(flags, min_rows):
     flags = np.array(flags, dtype=bool)
-    kept = skab.confirm(flags, min_rows)
+    method = skab.Method(KmeansParams(), min_rows=min_rows)
+    kept = skab.alerted(np.where(flags, 3.0, 0.0), method)
     assert not (kept & ~flags).any()
     for start, end in runs(flags):
         assert kept[start:end].all() == (end - start >= min_rows)
@@ -121,6 +123,34 @@ def test_the_tuned_skab_method_skips_the_drifting_temperatures(capsys):
     out = capsys.readouterr().out
     assert "edgewatch  kmeans_ewma" in out and "published  Conv-AE" in out
     assert "Temperature" not in skab.STEADY_CHANNELS and len(skab.STEADY_CHANNELS) == 6
+
+
+def test_the_tuned_setting_is_the_grids_choice_on_the_tuning_files():
+    result = skab.tune(SKAB, "kmeans_ewma")
+    assert result["files"][:2] == ["valve1/0.csv", "valve1/2.csv"] and len(result["files"]) == 17
+    chosen = result["chosen"]
+    assert chosen["far_pct"] <= 15 and chosen["mar_pct"] <= 25
+    assert all(
+        r["f1"] <= chosen["f1"] for r in result["grid"] if r["far_pct"] <= 15 and r["mar_pct"] <= 25
+    )
+    shipped = skab.METHODS["kmeans_ewma"]
+    assert {k: chosen[k] for k in skab.GRID_KEYS} == {
+        k: getattr(shipped, k) for k in skab.GRID_KEYS
+    }
+
+
+def test_tuning_from_the_command_line(capsys):
+    argv = ["evaluate", "--protocol", "skab", "--data", str(SKAB), "--files", "2", "-q"]
+    assert main([*argv, "--tune", "kmeans_ewma"]) == 0
+    out = capsys.readouterr().out
+    assert "SKAB tuning of kmeans_ewma on the files at even positions (1): 360 settings" in out
+    assert "chosen: " in out
+    assert main([*argv, "--tune", "lof"]) == 2
+    assert (
+        "no tuning grid for SKAB method lof; choose from ['kmeans_ewma']" in capsys.readouterr().err
+    )
+    assert main([*argv, "--tune", "kmeans_ewma", "--models", "lof"]) == 2
+    assert "give either --models or --tune" in capsys.readouterr().err
 
 
 def test_bench_scoring_prints_every_model(capsys):
