@@ -24,7 +24,7 @@ falls from its peak but stays above the threshold. The ``release`` rule ends suc
 """
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from itertools import product
 from pathlib import Path
 from typing import Any, Literal
@@ -230,7 +230,7 @@ GRIDS: dict[str, Grid] = {
         release=(0.0, 0.05, 0.1, 0.2, 0.3),
     ),
 }
-GRID_KEYS = ("ewma_alpha", "level", "min_rows", "release")
+GRID_KEYS = tuple(f.name for f in fields(Grid))
 MAX_FAR = 0.15
 MAX_MAR = 0.25
 
@@ -256,9 +256,10 @@ def tune(
                 Confusion(0, 0, 0, 0),
             )
             settings = {k: getattr(method, k) for k in GRID_KEYS}
-            rows.append({**settings, **_row(name, total, digits=4)})
+            within = total.far <= MAX_FAR and total.mar <= MAX_MAR
+            rows.append({**settings, **_row(name, total, digits=4), "within_targets": within})
             totals.append(total)
-    eligible = [i for i, c in enumerate(totals) if c.far <= MAX_FAR and c.mar <= MAX_MAR]
+    eligible = [i for i, r in enumerate(rows) if r["within_targets"]]
     chosen = max(eligible, key=lambda i: totals[i].f1, default=None)
     return {
         "protocol": "skab",
@@ -272,7 +273,7 @@ def tune(
 def render_tuning(result: dict[str, Any], top: int = 10) -> str:
     """The chosen setting and the best of the grid by F1 among those within the targets."""
     rows = result["grid"]
-    eligible = [r for r in rows if r["far_pct"] <= 100 * MAX_FAR and r["mar_pct"] <= 100 * MAX_MAR]
+    eligible = [r for r in rows if r["within_targets"]]
     lines = [
         f"SKAB tuning of {result['tuning']} on the files at even positions "
         f"({len(result['files'])}): "

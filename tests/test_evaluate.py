@@ -129,10 +129,10 @@ def test_the_tuned_setting_is_the_grids_choice_on_the_tuning_files():
     result = skab.tune(SKAB, "kmeans_ewma")
     assert result["files"][:2] == ["valve1/0.csv", "valve1/2.csv"] and len(result["files"]) == 17
     chosen = result["chosen"]
-    assert chosen["far_pct"] <= 15 and chosen["mar_pct"] <= 25
-    assert all(
-        r["f1"] <= chosen["f1"] for r in result["grid"] if r["far_pct"] <= 15 and r["mar_pct"] <= 25
-    )
+    assert chosen["far_pct"] <= 15 and chosen["mar_pct"] <= 25 and chosen["within_targets"]
+    within = [r for r in result["grid"] if r["far_pct"] <= 15 and r["mar_pct"] <= 25]
+    assert within == [r for r in result["grid"] if r["within_targets"]]
+    assert all(r["f1"] <= chosen["f1"] for r in within)
     shipped = skab.METHODS["kmeans_ewma"]
     assert {k: chosen[k] for k in skab.GRID_KEYS} == {
         k: getattr(shipped, k) for k in skab.GRID_KEYS
