@@ -2,9 +2,12 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBS := mosquitto socat systemd openssl gcc python3-dev
+# The gateway's suite runs in a venv of its own: an edge install and the [test] extra, nothing else.
+EDGE_VENV ?= .venv-edge
+EDGE_STAMP := $(EDGE_VENV)/.installed
+DEBS := mosquitto socat systemd openssl gcc g++ python3-dev
 
-.PHONY: setup debs demo test lint bench
+.PHONY: setup debs demo test test-edge lint bench
 
 setup: $(STAMP)
 
@@ -14,7 +17,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[train,test]'
 	touch $@
 
-# Real brokers and serial ports for the tests, a C compiler and headers for the native kernels:
+$(EDGE_STAMP): pyproject.toml
+	python3 -m venv $(EDGE_VENV)
+	$(EDGE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(EDGE_VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Real brokers and serial ports for the tests, C and C++ compilers and headers for the native kernels:
 # install them when we may, say so when we may not.
 debs:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -37,6 +46,10 @@ lint: setup
 
 test: setup debs lint
 	$(VENV)/bin/pytest -q
+
+# What a gateway can run on itself: every test but those of tests/train/, which need [train].
+test-edge: $(EDGE_STAMP) debs
+	$(EDGE_VENV)/bin/pytest -q --ignore=tests/train tests kernels agent
 
 bench: setup
 	$(VENV)/bin/edgewatch bench kernels

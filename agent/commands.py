@@ -176,7 +176,12 @@ def warmup(args: argparse.Namespace) -> int:
     try:
         path = native.build()
     except native.Unavailable as e:
-        print(f"edgewatch warmup: {e}; the agent will run the JIT kernels", file=sys.stderr)
+        print(
+            f"edgewatch warmup: warning: {e}\n"
+            "edgewatch warmup: warning: the agent will run the JIT kernels instead, which keep "
+            "Numba and LLVM in its memory: about 110 MB more than the native kernels",
+            file=sys.stderr,
+        )
         return 0
     print(f"edgewatch warmup: native kernels ready in {time.perf_counter() - began:.2f} s ({path})")
     return 0

@@ -51,9 +51,18 @@ Source = SerialReader | MqttReader | ReplayReader
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        kernels = runtime.select(config.model.threads)
-        log.info("kernels: %s (%s)", kernels.form, kernels.why)
+        self.kernels = runtime.select(config.model.threads)
+        fallback = self.kernels.form == "jit" and config.model.threads == 1
+        log.log(
+            logging.WARNING if fallback else logging.INFO,
+            "kernels: %s (%s)",
+            self.kernels.form,
+            self.kernels.why,
+        )
         self.registry = Registry()
+        self.registry.gauge(
+            "kernels_info", "The compiled form of the kernels in use (value 1)", ("form",)
+        ).set(1, self.kernels.form)
         self.started = time.monotonic()
         self.stopping = threading.Event()
         self._sources_stop = threading.Event()
@@ -218,6 +227,7 @@ class Agent:
             "model": f"{model.bundle.manifest.name}:{model.bundle.manifest.version}"
             if model
             else None,
+            "kernels": self.kernels.form,
             "pipeline_stalled": stalled,
             "uptime_s": round(time.monotonic() - self.started, 1),
         }

@@ -82,7 +82,8 @@ do_install() {
     # runs Numba's JIT kernels, which keep about 110 MB more in memory.
     missing=$("$venv/bin/python" -c 'from kernels.native import missing_tools; print(missing_tools() or "")')
     if [ -n "$missing" ]; then
-        echo "warning: $missing: the agent will run the JIT kernels; apt install gcc python3-dev" >&2
+        echo "warning: $missing: the agent will run the JIT kernels, about 110 MB larger;" \
+            "apt install gcc g++ python3-dev" >&2
     fi
 
     mkdir -p "$config"

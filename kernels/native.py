@@ -3,8 +3,8 @@
 A process that calls a jitted kernel keeps Numba and LLVM in memory for as long as it runs:
 about 110 MB, as much again as the rest of the agent. ``build`` compiles the same
 kernels, each with its own flags, through Numba's pycc into ``edgewatch_kernels`` beside the
-JIT cache (``kernels.cache``); that takes Numba, a C compiler and Python's headers, once per
-machine. ``load`` imports the module with nothing but NumPy.
+JIT cache (``kernels.cache``); that takes Numba, a C and a C++ compiler and Python's headers,
+once per machine. ``load`` imports the module with nothing but NumPy.
 
 The module is built for this machine's CPU, as the JIT is, and linked to the FFT library of
 the rocket-fft it was built with, by path. ``load`` refuses a module built on another CPU; a
@@ -24,7 +24,9 @@ import importlib.util
 import json
 import os
 import platform
+import shlex
 import shutil
+import subprocess
 import sysconfig
 import tempfile
 import warnings
@@ -47,7 +49,10 @@ _CPU_FIELDS = (
     "CPU part",
     "Features",
 )
-_TOOLS = "they need a C compiler and Python's headers (Debian: apt install gcc python3-dev)"
+_TOOLS = (
+    "they need a C and a C++ compiler and Python's headers "
+    "(Debian: apt install gcc g++ python3-dev)"
+)
 
 
 class Unavailable(Exception):
@@ -75,13 +80,47 @@ def cpu_key(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
 
 
 def missing_tools() -> str | None:
-    """What this machine lacks to build the module, or None."""
-    compiler = (os.environ.get("CC") or str(sysconfig.get_config_var("CC") or "cc")).split()[0]
-    if shutil.which(compiler) is None:
-        return f"no C compiler ({compiler})"
+    """What this machine lacks to build the module, or None.
+
+    Numba's pycc test-compiles a C and a C++ file before it builds anything, with the compilers
+    setuptools picks: ``CC`` for C, and ``CXX`` or ``CC`` for C++ depending on setuptools'
+    version. gcc compiles C++ only when g++ is installed (its ``cc1plus``), so both are tried.
+    """
+    cc = _compiler("CC", "cc")
+    cxx = _compiler("CXX", "c++")
+    for language, command in (("C", cc), ("C++", cxx)):
+        if shutil.which(command[0]) is None:
+            return f"no {language} compiler ({command[0]})"
     if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
         return "no Python headers (Python.h)"
+    for language, command in (("C", cc), ("C++", cc), ("C++", cxx)):
+        error = _cannot_compile(command, language)
+        if error is not None:
+            return f"no {language} compiler ({error})"
     return None
+
+
+def _compiler(variable: str, default: str) -> list[str]:
+    command = os.environ.get(variable) or sysconfig.get_config_var(variable) or default
+    return shlex.split(str(command))
+
+
+def _cannot_compile(command: list[str], language: str) -> str | None:
+    """The compiler's first error line when it cannot compile an empty program, or None."""
+    try:
+        done = subprocess.run(
+            [*command, "-x", language.lower(), "-c", "-o", os.devnull, "-"],
+            input="int main(void) { return 0; }\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    if done.returncode == 0:
+        return None
+    lines = [line for line in done.stderr.splitlines() if "error" in line] or ["failed"]
+    return lines[0].strip()
 
 
 def load(folder: Path | None = None) -> ModuleType:

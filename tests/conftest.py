@@ -1,5 +1,8 @@
 """Real parts for the runtime tests: Mosquitto brokers on free ports (one with TLS and client
-certificates made here with openssl), socat pseudo-terminal pairs, and trained bundles."""
+certificates made here with openssl), socat pseudo-terminal pairs, and trained bundles.
+
+Everything here runs on an edge install with the [test] extra (``make test-edge``); what needs the
+training libraries lives in ``tests/train/``."""
 
 import json
 import os
@@ -17,8 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from export.config import parse_config
-from export.train import train
+BUNDLES = Path(__file__).resolve().parent / "bundles"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -250,57 +252,19 @@ def ptys(tmp_path):
     pair.stop()
 
 
-WAVEFORM_MODEL = """
-name = "fan"
-version = "{version}"
-[data]
-type = "simulate"
-duration = 30
-seed = {seed}
-[features]
-kind = "waveform"
-sample_rate = 25600
-window = 1024
-channels = ["x", "y", "z"]
-[model]
-kind = "isolation_forest"
-"""
-
-PROCESS_MODEL = """
-name = "pump"
-[data]
-type = "simulate"
-duration = 1200
-seed = 2
-[features]
-kind = "process"
-channels = ["temperature", "pressure", "current", "flow"]
-[model]
-kind = "{kind}"
-{extra}
-"""
-
-
-def train_waveform(out: Path, version: str = "1", seed: int = 1) -> Path:
-    train(parse_config(WAVEFORM_MODEL.format(version=version, seed=seed)), out)
-    return out
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory) -> dict[str, Path]:
+    """Copies of the trained bundles in ``tests/bundles/``, by name (``tests/train/make_bundles.py``
+    says what each is): ``fan`` and ``fan-2``, two versions of an IsolationForest over three axes
+    of 25.6 kHz vibration; ``pump``, a sequence autoencoder over process rows."""
+    folder = tmp_path_factory.mktemp("bundles")
+    return {
+        path.name: Path(shutil.copytree(path, folder / path.name))
+        for path in sorted(BUNDLES.iterdir())
+        if path.is_dir()
+    }
 
 
 @pytest.fixture(scope="session")
-def waveform_bundle(tmp_path_factory) -> Path:
-    """An IsolationForest over three axes of 25.6 kHz vibration, 1024-sample windows."""
-    return train_waveform(tmp_path_factory.mktemp("bundles") / "fan")
-
-
-@pytest.fixture(scope="session")
-def process_bundles(tmp_path_factory) -> dict[str, Path]:
-    """Process models: one row at a time (PCA), and a sequence autoencoder over 8 rows."""
-    folder = tmp_path_factory.mktemp("process-bundles")
-    made = {}
-    for kind, extra in (
-        ("pca_t2q", ""),
-        ("sequence_autoencoder", "history = 8\nepochs = 3"),
-    ):
-        made[kind] = folder / kind
-        train(parse_config(PROCESS_MODEL.format(kind=kind, extra=extra)), made[kind])
-    return made
+def waveform_bundle(bundles: dict[str, Path]) -> Path:
+    return bundles["fan"]

@@ -156,3 +156,8 @@ def rolling_features(rows: np.ndarray, history: int, alpha: float) -> np.ndarray
                 ewma,
             ]
     return out.reshape(n, channels * 6)
+
+
+def sequences(rows: np.ndarray, history: int) -> np.ndarray:
+    """A sequence model's inputs: each row with the ``history - 1`` rows before it."""
+    return np.array([rows[end - history : end] for end in range(history, len(rows) + 1)])

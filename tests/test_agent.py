@@ -20,15 +20,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.bundle import MANIFEST, verify_bundle
 from agent.simulate import Fault, Machine, simulate_waveform
-from tests.conftest import Subscriber, free_port, train_waveform, wait_for
+from tests.conftest import Subscriber, free_port, wait_for
 
 ROOT = "edgewatch/plant/gw1/"
 REPO = Path(__file__).resolve().parent.parent
 FAULT = "outer_race:5:9:3"
+KERNELS = 'edgewatch_kernels_info{{form="{}"}}'
 
 
 class AgentProcess:
-    def __init__(self, tmp_path: Path, body: str, bundle: Path, name: str = "agent") -> None:
+    def __init__(
+        self, tmp_path: Path, body: str, bundle: Path, name: str = "agent", model: str = ""
+    ) -> None:
         self.http = free_port()
         self.folder = tmp_path
         self.config = tmp_path / f"{name}.toml"
@@ -37,7 +40,7 @@ class AgentProcess:
             f'spool.path = "{tmp_path / "spool.sqlite"}"\n'
             f'feedback_db = "{tmp_path / "feedback.sqlite"}"\n'
             f"http.port = {self.http}\n"
-            f'[model]\nbundle = "{bundle}"\n'
+            f'[model]\nbundle = "{bundle}"\n{model}'
             "[decision]\nwarmup_windows = 5\nn = 3\nm = 5\ncooldown_s = 0\n" + body
         )
         self.log = (tmp_path / f"{name}.log").open("ab")
@@ -120,6 +123,7 @@ def test_simulated_sensor_over_mqtt_to_alerts_on_mqtt(broker, waveform_bundle, t
     assert agent.metric("edgewatch_mqtt_connected") == 1
     health = json.loads(agent.get("/healthz")[1])
     assert health["status"] == "ok" and health["model"] == "fan:1"
+    assert health["kernels"] == "native" and agent.metric(KERNELS.format("native")) == 1
     exposed = set(re.findall(r"^# TYPE (\S+)", agent.get("/metrics")[1], re.M))
     assert documented_metrics() - exposed == set()
 
@@ -221,7 +225,7 @@ def tamper(bundle: Path) -> None:
 
 
 def test_a_tampered_bundle_is_refused_and_the_old_model_keeps_scoring(
-    broker, waveform_bundle, tmp_path
+    broker, waveform_bundle, bundles, tmp_path
 ):
     watched = tmp_path / "bundle"
     shutil.copytree(waveform_bundle, watched)
@@ -243,7 +247,7 @@ def test_a_tampered_bundle_is_refused_and_the_old_model_keeps_scoring(
     assert agent.metric(f'edgewatch_model_info{{name="fan",version="1",sha256="{sha}"}}') == 1
 
     # A notice on the model topic installs a good bundle.
-    v2 = train_waveform(tmp_path / "v2", version="2", seed=3)
+    v2 = bundles["fan-2"]
     manifest_sha = verify_bundle(v2).manifest_sha256
     publish = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fleet")
     publish.connect("127.0.0.1", broker.port)
@@ -282,9 +286,12 @@ def test_run_refuses_a_bad_config_with_one_line_per_problem(tmp_path, body, mess
 def test_a_missing_bundle_leaves_the_agent_unhealthy_until_it_arrives(waveform_bundle, tmp_path):
     later = tmp_path / "later"
     body = replay_body(recording(tmp_path / "r.npy", 0.2)) + '[[sinks]]\ntype = "stdout"\n'
-    agent = AgentProcess(tmp_path, body, later)
+    # More than one feature thread runs the JIT, and the agent says so.
+    agent = AgentProcess(tmp_path, body, later, model="threads = 2\n")
     wait_for(lambda: agent.get("/healthz")[0] == 503, timeout=30, what="an unhealthy agent")
-    assert json.loads(agent.get("/healthz")[1])["model"] is None
+    health = json.loads(agent.get("/healthz")[1])
+    assert health["model"] is None and health["kernels"] == "jit"
+    assert agent.metric(KERNELS.format("jit")) == 1
     shutil.copytree(waveform_bundle, tmp_path / "staging")
     (tmp_path / "staging").rename(later)
     agent.healthy()

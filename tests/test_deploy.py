@@ -86,9 +86,15 @@ def test_the_unit_and_the_config_agree_on_where_files_live():
     assert all(str(path).startswith("/var/lib/edgewatch/") for path in defaults)
 
 
-def _install(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _install(
+    *args: str | Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", INSTALL, *map(str, args)], capture_output=True, text=True, check=check
+        ["bash", INSTALL, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=check,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -127,8 +133,11 @@ def test_install_into_a_root_is_an_edge_install_that_is_idempotent_and_removable
         assert run.returncode == 2 and "pip install 'edgewatch[train]'" in run.stderr
 
     config.write_text(config.read_text() + "# edited on site\n")
-    again = _install("--root", root)
+    again = _install("--root", root, env={"CXX": "no-such-g++"})
     assert "keeping" in again.stdout
+    warning = "warning: no C++ compiler (no-such-g++): the agent will run the JIT kernels"
+    assert warning in again.stderr
+    assert "apt install gcc g++ python3-dev" in again.stderr
     assert config.read_text().endswith("# edited on site\n")
     assert wanted.is_symlink()
 

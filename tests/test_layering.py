@@ -1,4 +1,5 @@
-"""Imports flow export -> agent -> kernels, and a gateway never loads the training stack."""
+"""Imports flow export -> agent -> kernels, and a gateway never loads the training stack, nor
+its test suite."""
 
 import ast
 import subprocess
@@ -41,6 +42,13 @@ def imported_packages(path: Path) -> set[str]:
 def test_no_module_imports_upstream(package, forbidden):
     for path in (ROOT / package).rglob("*.py"):
         assert not imported_packages(path) & forbidden, path
+
+
+def test_the_gateway_suite_imports_nothing_that_needs_the_train_extra():
+    tests = ROOT / "tests"
+    for path in tests.rglob("*.py"):
+        if path.relative_to(tests).parts[0] != "train":
+            assert not imported_packages(path) & {"export", *TRAINING_STACK}, path
 
 
 def test_the_agent_and_its_command_line_load_no_training_library():

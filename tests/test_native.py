@@ -4,10 +4,13 @@ import json
 import shutil
 import subprocess
 import sys
+import sysconfig
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from agent.cli import main
 from agent.features import FeatureSpec, Featurizer
 from kernels import native, runtime
 from tests.strategies import BEARING, assert_matches_reference
@@ -115,6 +118,43 @@ def test_more_than_one_thread_runs_the_jit():
 
 def test_a_build_without_a_compiler_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-    with pytest.raises(native.Unavailable, match=r"no C compiler .* apt install gcc python3-dev"):
+    install = r"apt install gcc g\+\+ python3-dev"
+    with pytest.raises(native.Unavailable, match=r"no C compiler .* " + install):
         native.build(tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_build_with_gcc_but_without_g_plus_plus_says_what_to_install(tmp_path):
+    # A gateway with gcc and without g++ has no C++ front end (cc1plus); numba.pycc needs one.
+    # Both are hidden here in a mount namespace of the test's own.
+    cc1plus = subprocess.run(
+        ["gcc", "-print-prog-name=cc1plus"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    gxx = shutil.which(str(sysconfig.get_config_var("CXX")).split()[0])
+    assert Path(cc1plus).is_file() and gxx is not None, "this test needs g++ to hide"
+    hide = f'mount --bind /dev/null {cc1plus} && mount --bind /dev/null {gxx} && exec "$@"'
+    build = "import sys, pathlib, kernels.native as n; n.build(pathlib.Path(sys.argv[1]))"
+    done = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", hide, "sh", sys.executable, "-c", build, tmp_path],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    refusal = done.stderr.strip().splitlines()[-1]
+    assert refusal.startswith("kernels.native.Unavailable: cannot build the native kernels: no C++")
+    assert refusal.endswith("(Debian: apt install gcc g++ python3-dev)")
+    assert "conda" not in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_warmup_warns_of_the_jit_s_memory_when_the_native_build_fails(
+    tmp_path, monkeypatch, capsys
+):
+    import kernels.config  # noqa: F401  # the JIT keeps its cache: only the native build moves
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    assert main(["warmup"]) == 0
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings[0].startswith("edgewatch warmup: warning: cannot build the native kernels")
+    assert "about 110 MB more" in warnings[1]

@@ -1,5 +1,6 @@
-"""The pipeline: the same features as training, batches scored together, bad blocks counted,
-models swapped between windows, and alerts that say what drove them."""
+"""The pipeline: batches scored together, bad blocks counted, models swapped between windows,
+and alerts that say what drove them. That its features are training's is
+``tests/train/test_skew.py``."""
 
 import numpy as np
 
@@ -11,10 +12,7 @@ from agent.framing import Block
 from agent.pipeline import Model, Pipeline
 from agent.simulate import Fault, Machine, simulate_process, simulate_waveform
 from agent.sinks.outputs import Lines
-from agent.sources.replay import load_recording
-from export.datasets import features, load_csv
-from export.train import sequences
-from tests.conftest import train_waveform
+from tests import reference
 
 RATE = 25600.0
 
@@ -52,22 +50,6 @@ def blocks_of(signal, device="fan", sizes=(512,), t0=0.0, channels=()):
 def faulty_run(seconds=12.0, seed=5):
     fault = Fault(kind="outer_race", start=5, end=9, severity=3)
     return simulate_waveform(Machine(), seconds, RATE, seed=seed, faults=(fault,))
-
-
-def test_the_agent_computes_the_features_training_computes_from_the_same_file(
-    waveform_bundle, tmp_path
-):
-    run = simulate_waveform(Machine(), 3.0, RATE, seed=9)
-    path = tmp_path / "run.csv"
-    np.savetxt(path, run.signal.T, delimiter=",", header="x,y,z", comments="", fmt="%.7g")
-    spec = verify_bundle(waveform_bundle).manifest.feature_spec
-    offline = features(spec, load_csv(path)).rows
-    pipe = pipeline(waveform_bundle)
-    samples = load_recording(path, spec.channels)
-    rounds = [pipe.process([b]) for b in blocks_of(samples, sizes=(100, 2000, 37, 512))]
-    online = np.concatenate([r for rnd in rounds for r in rnd.rows])
-    assert online.shape == offline.shape
-    np.testing.assert_allclose(online, offline, rtol=2e-4, atol=1e-5)
 
 
 def test_windows_ready_together_are_scored_together_and_equal_one_by_one(waveform_bundle):
@@ -144,8 +126,8 @@ def test_an_idle_machine_raises_nothing(waveform_bundle):
     assert kept == [] and pipe.registry.value("windows_scored_total") > 0
 
 
-def test_a_model_swapped_mid_stream_takes_over_between_windows(waveform_bundle, tmp_path):
-    other = train_waveform(tmp_path / "v2", version="2", seed=7)
+def test_a_model_swapped_mid_stream_takes_over_between_windows(waveform_bundle, bundles):
+    other = bundles["fan-2"]
     kept = Kept()
     decision = Decision(warmup_windows=0, n=3, m=3, cooldown_s=0)
     pipe = pipeline(waveform_bundle, decision, [kept])
@@ -161,8 +143,8 @@ def test_a_model_swapped_mid_stream_takes_over_between_windows(waveform_bundle, 
     assert pipe.registry.value("model_info", "fan", "2", verify_bundle(other).model_sha256) == 1
 
 
-def test_process_rows_and_a_sequence_model_keep_each_device_s_history(process_bundles):
-    path = process_bundles["sequence_autoencoder"]
+def test_process_rows_and_a_sequence_model_keep_each_device_s_history(bundles):
+    path = bundles["pump"]
     bundle = verify_bundle(path)
     run = simulate_process(200, seed=4, faults=(Fault(kind="step", start=120, end=180),))
     rows = run.signal
@@ -175,7 +157,7 @@ def test_process_rows_and_a_sequence_model_keep_each_device_s_history(process_bu
     expected = featurize(spec, np.ascontiguousarray(rows.T))
     scorer = Model.load(bundle, Decision()).scorer
     history = bundle.manifest.model.history
-    want = scorer(np.ascontiguousarray(sequences(expected, history), np.float32)).calibrated
+    want = scorer(reference.sequences(expected, history).astype(np.float32)).calibrated
     for device in ("p1", "p2"):
         got = np.concatenate(
             [s for r in rounds for d, s in zip(r.devices, r.scores, strict=True) if d == device]
@@ -183,17 +165,17 @@ def test_process_rows_and_a_sequence_model_keep_each_device_s_history(process_bu
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_a_process_gate_and_reconstruction_errors(process_bundles):
+def test_a_process_gate_and_reconstruction_errors(bundles):
     kept = Kept()
     gate = ProcessGate(type="process", channel="current", minimum=-1e9)
     decision = Decision(warmup_windows=0, n=1, m=1, gate=gate)
-    pipe = pipeline(process_bundles["sequence_autoencoder"], decision, [kept])
+    pipe = pipeline(bundles["pump"], decision, [kept])
     run = simulate_process(300, seed=4, faults=(Fault(kind="step", start=150, end=250),))
     pipe.process([Block("p1", 0, 1.0, run.signal)])
     raised = [a for a in kept if a.state == "raised"]
     assert raised and raised[0].features[0].measure == "reconstruction_error"
     idle = pipeline(
-        process_bundles["sequence_autoencoder"],
+        bundles["pump"],
         Decision(
             warmup_windows=0,
             n=1,

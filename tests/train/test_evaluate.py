@@ -14,7 +14,7 @@ from export import skab
 from export.detectors.params import KmeansParams
 from export.metrics import Confusion, event_metrics, point_metrics, runs
 
-SKAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "skab"
+SKAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "skab"
 
 
 def test_confusion_and_rates_follow_their_definitions():

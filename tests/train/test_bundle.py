@@ -15,7 +15,7 @@ from export.bundle import digest, load_private_key, write_bundle
 from export.config import parse_config
 from export.detectors.forest import compact_forest
 from export.train import MODEL_FILE, fit, load_data
-from tests.conftest import PROCESS_MODEL
+from tests.train.make_bundles import PROCESS_MODEL
 
 CONFIG = PROCESS_MODEL.format(kind="pca_t2q", extra="")
 
