@@ -259,6 +259,8 @@ def verify_bundle(path: Path, public_key: Ed25519PublicKey | None = None) -> Bun
     With a ``public_key``, the bundle must carry a signature made with its private key. Any
     problem raises ``BundleError`` with the reason.
     """
+    if "\0" in str(path):
+        raise BundleError(f"{str(path)!r}: a path cannot hold a NUL byte")
     files = _read_tar(path) if path.is_file() else _read_directory(path)
     raw = files.pop(MANIFEST, None)
     if raw is None:
@@ -291,13 +293,15 @@ def verify_bundle(path: Path, public_key: Ed25519PublicKey | None = None) -> Bun
 def _parse_manifest(path: Path, raw: bytes) -> Manifest:
     try:
         return Manifest.model_validate(json.loads(raw))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path}: {MANIFEST} is not valid JSON ({e})") from None
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(map(str, err['loc'])) or 'manifest'}: {err['msg']}" for err in e.errors()
         )
-        raise BundleError(f"{path}: {MANIFEST}: {problems}") from None
+        raise BundleError(f"{path}: {MANIFEST}: {problems}"[:2000]) from None
+    except (ValueError, RecursionError) as e:  # not UTF-8 or JSON, too deep, too many digits
+        raise BundleError(
+            f"{path}: {MANIFEST} is not valid JSON ({type(e).__name__}: {e})"[:2000]
+        ) from None
 
 
 def _read_directory(path: Path) -> dict[str, bytes]:

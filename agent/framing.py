@@ -33,6 +33,13 @@ VERSION = 1
 FLOAT32, INT16 = 1, 2
 MAX_PAYLOAD = 60_000
 MAX_LINE = 4096
+MAX_NAME = 255
+# A block's time and rate must keep every window and row after it within what an alert's
+# timestamp can carry (datetime ends in the year 9999): blocks start before the year 3000, and
+# a block of 65,535 samples at the slowest rate spans less than two years.
+LATEST_TS = 32_503_680_000.0
+MIN_RATE, MAX_RATE = 1e-3, 1e7
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 _BLOCK_HEAD = struct.Struct("<2sBBHHfdf")
 _FRAME_HEAD = struct.Struct("<2sHI")
 _LENGTH_SEQUENCE = struct.Struct("<HI")
@@ -103,8 +110,9 @@ def decode_block(payload: bytes) -> Block:
         raise FrameError("bad_header", f"unknown sample type {dtype}")
     if channels == 0 or n == 0:
         raise FrameError("bad_header", "a block needs at least one channel and one sample")
-    if not (math.isfinite(rate) and rate > 0 and math.isfinite(ts) and math.isfinite(scale)):
-        raise FrameError("bad_header", "sample rate, time and scale must be finite, rate > 0")
+    if not (math.isfinite(scale) and scale > 0):
+        raise FrameError("bad_header", "the scale must be finite and above 0")
+    _check_time(ts, rate)
     at = _BLOCK_HEAD.size
     length = payload[at]
     try:
@@ -119,10 +127,19 @@ def decode_block(payload: bytes) -> Block:
     raw = np.frombuffer(payload, "<f4" if dtype == FLOAT32 else "<i2", channels * n, at)
     samples = raw.reshape(n, channels).T.astype(np.float32)
     if dtype == INT16:
-        samples *= np.float32(scale)
-    elif not np.isfinite(samples).all():
-        raise FrameError("not_finite", "samples hold NaN or inf")
+        with np.errstate(over="ignore"):  # counts times a huge scale: inf, refused below
+            samples *= np.float32(scale)
+    if not np.isfinite(samples).all():
+        raise FrameError("not_finite", "samples hold NaN or inf, or beyond float32 once scaled")
     return Block(device, ts, rate, np.ascontiguousarray(samples))
+
+
+def _check_time(ts: float, rate: float) -> None:
+    """``FrameError`` unless ``ts`` and ``rate`` are numbers in the ranges a block may take."""
+    if not 0 <= ts < LATEST_TS:  # NaN too
+        raise FrameError("bad_time", f"time {ts} s is not between 1970 and 3000")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise FrameError("bad_rate", f"sample rate {rate} Hz is not in [{MIN_RATE}, {MAX_RATE}]")
 
 
 def encode_frame(sequence: int, payload: bytes) -> bytes:
@@ -239,7 +256,7 @@ class CsvLineDecoder:
         except ValueError:
             self.counts.rejected["not_a_number"] += 1
             return None
-        if not all(math.isfinite(v) for v in row):
+        if not all(abs(v) <= FLOAT32_MAX for v in row):  # NaN too
             self.counts.rejected["not_finite"] += 1
             return None
         return row
@@ -249,38 +266,50 @@ def decode_json(payload: bytes) -> Block:
     """The JSON sensor message in ``payload``; ``FrameError`` says what is wrong with it."""
     try:
         message = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FrameError("bad_json", f"not JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # not UTF-8 or JSON, too deep, too many digits
+        raise FrameError("bad_json", f"not JSON: {type(e).__name__}: {e}"[:200]) from None
     if not isinstance(message, dict):
         raise FrameError("bad_json", "expected a JSON object")
     missing = [k for k in ("device", "ts", "sample_rate", "channels", "values") if k not in message]
     if missing:
         raise FrameError("bad_json", f"missing {', '.join(missing)}")
-    device, ts, rate = message["device"], message["ts"], message["sample_rate"]
-    channels, values = message["channels"], message["values"]
-    if not isinstance(device, str) or not device:
-        raise FrameError("bad_json", "device must be a non-empty string")
-    for name, number in (("ts", ts), ("sample_rate", rate)):
-        if isinstance(number, bool) or not isinstance(number, int | float):
-            raise FrameError("bad_json", f"{name} must be a number")
-    if not (math.isfinite(ts) and math.isfinite(rate) and rate > 0):
-        raise FrameError("bad_json", "ts and sample_rate must be finite, sample_rate above 0")
+    device, channels, values = message["device"], message["channels"], message["values"]
+    if not isinstance(device, str) or not 0 < len(device) <= MAX_NAME:
+        raise FrameError("bad_json", f"device must be a string of 1 to {MAX_NAME} characters")
+    ts, rate = _number(message, "ts", "bad_time"), _number(message, "sample_rate", "bad_rate")
+    _check_time(ts, rate)
     if (
         not isinstance(channels, list)
         or not channels
-        or not all(isinstance(c, str) for c in channels)
+        or not all(isinstance(c, str) and 0 < len(c) <= MAX_NAME for c in channels)
     ):
         raise FrameError("bad_json", "channels must be a non-empty list of names")
-    try:
-        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
-            samples = np.array(values, dtype=np.float32)
-    except (ValueError, TypeError):
-        raise FrameError("bad_json", "values must be one list of numbers per channel") from None
-    if samples.ndim != 2 or samples.shape[0] != len(channels) or samples.shape[1] == 0:
+    if not (
+        isinstance(values, list)
+        and all(isinstance(row, list) for row in values)
+        and all(type(v) is float or type(v) is int for row in values for v in row)
+    ):
+        raise FrameError("bad_json", "values must be one list of numbers per channel")
+    if len(values) != len(channels) or not values[0] or len({len(row) for row in values}) != 1:
         raise FrameError(
             "bad_length",
             f"values must be {len(channels)} equal, non-empty lists (one per channel)",
         )
+    try:
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
+            samples = np.array(values, dtype=np.float64).astype(np.float32)
+    except OverflowError:  # an integer beyond float64
+        raise FrameError("not_finite", "values hold numbers beyond float32") from None
     if not np.isfinite(samples).all():
         raise FrameError("not_finite", "values hold NaN, inf or numbers beyond float32")
-    return Block(device, float(ts), float(rate), samples, tuple(channels))
+    return Block(device, ts, rate, samples, tuple(channels))
+
+
+def _number(message: dict[str, object], key: str, too_large: str) -> float:
+    value = message[key]
+    if type(value) is not float and type(value) is not int:
+        raise FrameError("bad_json", f"{key} must be a number")
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float64
+        raise FrameError(too_large, f"{key} is too large") from None

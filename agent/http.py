@@ -6,6 +6,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from agent.metrics import Registry
+from agent.supervisor import Spawn, thread
 
 Health = Callable[[], tuple[bool, dict[str, object]]]
 
@@ -38,14 +39,18 @@ class _Handler(BaseHTTPRequestHandler):
 class StatusServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, host: str, port: int, registry: Registry, health: Health) -> None:
+    def __init__(
+        self, host: str, port: int, registry: Registry, health: Health, spawn: Spawn = thread
+    ) -> None:
         super().__init__((host, port), _Handler)
         self.registry, self.health = registry, health
-        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        self._spawn = spawn
+        self._stop = threading.Event()
 
     def start(self) -> None:
-        self._thread.start()
+        self._spawn("http", lambda stop: self.serve_forever(), self._stop)
 
     def stop(self) -> None:
+        self._stop.set()
         self.shutdown()
         self.server_close()

@@ -10,6 +10,7 @@ verified, its path is the one watched from then on.
 import json
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,8 @@ from agent.config import Decision
 from agent.pipeline import Model, same_input
 
 log = logging.getLogger(__name__)
+SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_PATH = 4096
 Fingerprint = tuple[tuple[str, int, int], ...] | None
 
 
@@ -32,7 +35,7 @@ def fingerprint(path: Path) -> Fingerprint:
                 sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in path.iterdir())
             )
         stat = path.stat()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return None
     return ((path.name, stat.st_mtime_ns, stat.st_size),)
 
@@ -90,13 +93,10 @@ class Reloader:
     def notice(self, payload: bytes) -> None:
         """A message from the model topic; checked on the watcher's thread."""
         try:
-            message = json.loads(payload)
-            path, sha256 = Path(message["path"]), str(message["sha256"])
-        except (ValueError, KeyError, TypeError) as e:
+            self._notices.put(parse_notice(payload))
+        except ValueError as e:
             self.failures += 1
-            self.report(f"model notice refused: expected {{path, sha256}} ({e})")
-            return
-        self._notices.put((path, sha256))
+            self.report(f"model notice refused: {e}")
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -107,3 +107,26 @@ class Reloader:
                     self.check()
                 continue
             self.check(path, sha256)
+
+
+def parse_notice(payload: bytes) -> tuple[Path, str]:
+    """The bundle path and manifest sha256 of a notice; ``ValueError`` says what is wrong.
+
+    >>> parse_notice(b'{"path": "/b/v7", "sha256": "' + b"0" * 64 + b'"}')[0]
+    PosixPath('/b/v7')
+    >>> parse_notice(b'{"path": "/b/\\u0000", "sha256": "0"}')
+    Traceback (most recent call last):
+    ValueError: path must be a path of 1 to 4096 characters without NUL
+    """
+    try:
+        message = json.loads(payload)
+    except (ValueError, RecursionError) as e:  # not UTF-8 or JSON, too deep, too many digits
+        raise ValueError(f"not JSON ({type(e).__name__})") from None
+    if not isinstance(message, dict):
+        raise ValueError("expected {path, sha256}")
+    path, sha256 = message.get("path"), message.get("sha256")
+    if not isinstance(path, str) or not 0 < len(path) <= MAX_PATH or "\0" in path:
+        raise ValueError(f"path must be a path of 1 to {MAX_PATH} characters without NUL")
+    if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+        raise ValueError("sha256 must be 64 lowercase hex digits")
+    return Path(path), sha256

@@ -1,10 +1,14 @@
 """``edgewatch run``: the agent assembled from its config, started, and stopped without loss.
 
 Threads: one per source, the pipeline, the MQTT forwarder, the model watcher, the HTTP status
-server and the systemd watchdog. On SIGTERM (or SIGINT) the agent tells systemd it is stopping,
-stops the sources, lets the pipeline finish what is queued, gives the forwarder time to deliver
-the spool, says ``offline`` on the status topic and closes its files. What is not delivered
-by then stays in the spool for the next start.
+server and the systemd watchdog, each run by the supervisor (``agent.supervisor``), which
+restarts a component that failed; the callbacks paho runs on its network threads are guarded by
+it too. ``/healthz`` answers 503 while a component is down, and the watchdog is not pinged.
+
+On SIGTERM (or SIGINT) the agent tells systemd it is stopping, stops the sources, lets the
+pipeline finish what is queued, gives the forwarder time to deliver the spool, says ``offline``
+on the status topic and closes its files. What is not delivered by then stays in the spool for
+the next start.
 """
 
 import logging
@@ -13,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from types import FrameType
 
 from agent.alerts import AlertMaker
@@ -39,6 +44,7 @@ from agent.sinks.spool import Spool
 from agent.sources.mqtt import MqttReader
 from agent.sources.replay import ReplayReader, load_recording
 from agent.sources.serial import SerialReader
+from agent.supervisor import Supervisor
 from kernels import runtime
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,7 @@ class Agent:
             self.kernels.why,
         )
         self.registry = Registry()
+        self.supervisor = Supervisor(self.registry)
         self.registry.gauge(
             "kernels_info", "The compiled form of the kernels in use (value 1)", ("form",)
         ).set(1, self.kernels.form)
@@ -82,12 +89,16 @@ class Agent:
                     config.client_id,
                     topics + "status",
                     self.spool,
-                    {topics + "feedback": self._feedback, topics + "model": self._notice},
+                    {
+                        topics + "feedback": self.supervisor.guard("feedback", self._feedback),
+                        topics + "model": self.supervisor.guard("reload", self._notice),
+                    },
                     latency=self.registry.histogram(
                         "publish_latency_seconds",
                         "From handing an alert to the broker to its PUBACK",
                         LATENCY_BUCKETS,
                     ),
+                    spawn=self.supervisor.start,
                 )
                 sinks.append(Spooled(self.spool, topics, self.forwarder.notify, sink.telemetry))
             elif isinstance(sink, StdoutSink):
@@ -116,7 +127,9 @@ class Agent:
         )
         self.sources = [self._source(i, s) for i, s in enumerate(config.sources)]
         self._collectors()
-        self.http = StatusServer(config.http.host, config.http.port, self.registry, self.health)
+        self.http = StatusServer(
+            config.http.host, config.http.port, self.registry, self.health, self.supervisor.start
+        )
 
     def _source(self, index: int, config: SerialSource | MqttSource | ReplaySource) -> Source:
         if isinstance(config, SerialSource):
@@ -124,7 +137,8 @@ class Agent:
         if isinstance(config, MqttSource):
             assert self.config.mqtt is not None
             client_id = f"{self.config.client_id}-in{index}"
-            return MqttReader(config, self.config.mqtt, client_id, self.pipeline.offer)
+            guard = partial(self.supervisor.guard, f"source{index}")
+            return MqttReader(config, self.config.mqtt, client_id, self.pipeline.offer, guard)
         samples = load_recording(config.path, config.channels)
         return ReplayReader(
             samples,
@@ -223,18 +237,20 @@ class Agent:
     def health(self) -> tuple[bool, dict[str, object]]:
         model = self.pipeline.model
         stalled = time.monotonic() - self.pipeline.heartbeat > STALLED_S
+        down = self.supervisor.down()
         detail: dict[str, object] = {
             "model": f"{model.bundle.manifest.name}:{model.bundle.manifest.version}"
             if model
             else None,
             "kernels": self.kernels.form,
             "pipeline_stalled": stalled,
+            "components": self.supervisor.states(),
             "uptime_s": round(time.monotonic() - self.started, 1),
         }
         if self.forwarder is not None and self.spool is not None:
             detail["mqtt_connected"] = self.forwarder.connected
             detail["spool_depth"] = self.spool.rows
-        return model is not None and not stalled, detail
+        return model is not None and not stalled and not down, detail
 
     def _feedback(self, payload: bytes) -> None:
         try:
@@ -251,26 +267,19 @@ class Agent:
         if self.forwarder is not None:
             self.forwarder.status({"event": "model_refused", "error": message})
 
-    def _thread(
-        self, name: str, target: Callable[[threading.Event], None], stop: threading.Event
-    ) -> threading.Thread:
-        thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
-        thread.start()
-        return thread
-
     def start(self) -> None:
         self.reloader.check()
-        self._pipeline = self._thread("pipeline", self.pipeline.run, self._pipeline_stop)
+        self._pipeline = self.supervisor.start("pipeline", self.pipeline.run, self._pipeline_stop)
         if self.forwarder is not None:
             self.forwarder.start()
         for i, source in enumerate(self.sources):
-            self._thread(f"source{i}", source.run, self._sources_stop)
+            self.supervisor.start(f"source{i}", source.run, self._sources_stop)
         if self.config.model.watch:
-            self._thread("reload", self.reloader.run, self._watch_stop)
+            self.supervisor.start("reload", self.reloader.run, self._watch_stop)
         self.http.start()
         interval = watchdog_interval()
         if interval is not None:
-            self._thread("watchdog", self._watchdog(interval), self._watch_stop)
+            self.supervisor.start("watchdog", self._watchdog(interval), self._watch_stop)
         notify("READY=1")
         log.info(
             "edgewatch running: %d sources, topics under %s", len(self.sources), self.config.topics
@@ -279,7 +288,9 @@ class Agent:
     def _watchdog(self, interval: float) -> Callable[[threading.Event], None]:
         def ping(stop: threading.Event) -> None:
             while not stop.wait(interval):
-                if time.monotonic() - self.pipeline.heartbeat < STALLED_S:
+                # Not health(): an agent waiting for its first bundle is not hung.
+                turning = time.monotonic() - self.pipeline.heartbeat < STALLED_S
+                if turning and not self.supervisor.down():
                     notify("WATCHDOG=1")
 
         return ping

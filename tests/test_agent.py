@@ -255,6 +255,13 @@ def test_a_tampered_bundle_is_refused_and_the_old_model_keeps_scoring(
     wrong = {"path": str(v2), "sha256": "0" * 64}
     publish.publish(ROOT + "model", json.dumps(wrong), qos=1).wait_for_publish(5)
     wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="refused"}') == 2)
+    # Hostile notices are refused and counted; the watcher and the connection carry on.
+    nul = {"path": str(v2) + "\0", "sha256": "0" * 64}
+    for hostile in (b"[" * 100_000, json.dumps(nul).encode(), b'{"path": ' + b"1" * 5000 + b"}"):
+        publish.publish(ROOT + "model", hostile, qos=1).wait_for_publish(5)
+    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="refused"}') == 5)
+    health = json.loads(agent.get("/healthz")[1])
+    assert health["mqtt_connected"] and set(health["components"].values()) == {"running"}
     right = {"path": str(v2), "sha256": manifest_sha}
     publish.publish(ROOT + "model", json.dumps(right), qos=1).wait_for_publish(5)
     wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="ok"}') == 2)

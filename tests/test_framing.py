@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import struct
 
 import numpy as np
 import pytest
@@ -9,7 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.framing import (
+    LATEST_TS,
     MAX_PAYLOAD,
+    MAX_RATE,
+    MIN_RATE,
     SYNC,
     CsvLineDecoder,
     FrameDecoder,
@@ -107,6 +111,13 @@ def test_a_frame_with_a_valid_crc_but_a_bad_block_is_refused():
     assert crc16(b"123456789") == 0x29B1
 
 
+def huge_scale() -> bytes:
+    """An int16 block of 1000 counts, each worth 3e38: beyond float32 once scaled."""
+    block = bytearray(encode_block("d", 0, 1, np.full((1, 1), 1000.0, np.float32), scale=1.0))
+    block[20:24] = struct.pack("<f", 3e38)
+    return bytes(block)
+
+
 @pytest.mark.parametrize(
     "payload, reason",
     [
@@ -114,7 +125,13 @@ def test_a_frame_with_a_valid_crc_but_a_bad_block_is_refused():
         (b"XX" + bytes(30), "bad_header"),
         (encode_block("d", 0, 1, np.ones((2, 3), np.float32))[:-1], "bad_length"),
         (encode_block("d", 0, 1, np.array([[np.nan]], np.float32)), "not_finite"),
-        (encode_block("d", 0, -1, np.ones((1, 1), np.float32)), "bad_header"),
+        (encode_block("d", 0, -1, np.ones((1, 1), np.float32)), "bad_rate"),
+        (encode_block("d", 0, 1e-9, np.ones((1, 1), np.float32)), "bad_rate"),
+        (encode_block("d", 1e12, 1, np.ones((1, 1), np.float32)), "bad_time"),
+        (encode_block("d", -1, 1, np.ones((1, 1), np.float32)), "bad_time"),
+        (encode_block("d", np.nan, 1, np.ones((1, 1), np.float32)), "bad_time"),
+        (encode_block("d", 0, 1, np.ones((1, 1), np.float32), scale=-1.0), "bad_header"),
+        (huge_scale(), "not_finite"),
     ],
 )
 def test_bad_blocks_name_their_fault(payload, reason):
@@ -126,12 +143,12 @@ def test_bad_blocks_name_their_fault(payload, reason):
 def test_csv_lines_in_pieces_with_bad_lines_counted():
     decoder = CsvLineDecoder(3)
     rows = decoder.feed(b"1,2,3\n4,5")
-    rows2 = decoder.feed(b",6\r\n7,8\nx,1,2\n1,2,inf\n\n" + b"9" * 5000 + b"\n10,11,12\n")
+    rows2 = decoder.feed(b",6\r\n7,8\nx,1,2\n1,2,inf\n1e39,0,0\n\n" + b"9" * 5000 + b"\n10,11,12\n")
     assert rows.tolist() == [[1, 2, 3]] and rows2.tolist() == [[4, 5, 6], [10, 11, 12]]
     assert decoder.counts.rejected == {
         "wrong_field_count": 1,
         "not_a_number": 1,
-        "not_finite": 1,
+        "not_finite": 2,
         "too_long": 1,
     }
     assert decoder.counts.accepted == 3
@@ -162,20 +179,68 @@ def test_json_messages_and_their_faults():
     block = decode_json(json.dumps(message).encode())
     assert block.channels == ("x", "y") and block.samples.shape == (2, 3) and block.ts == 5.0
     for change, reason in [
-        ({"values": [[1, 2], [3]]}, "bad_json"),
+        ({"values": [[1, 2], [3]]}, "bad_length"),
         ({"values": [[1, 2]]}, "bad_length"),
+        ({"values": [[], []]}, "bad_length"),
         ({"values": [[1e39], [1]]}, "not_finite"),
-        ({"sample_rate": 0}, "bad_json"),
+        ({"values": [[10**400], [1]]}, "not_finite"),
+        ({"values": [["1.5"], [1]]}, "bad_json"),
+        ({"values": [[True], [1]]}, "bad_json"),
+        ({"values": [[1, 2], [3, False]]}, "bad_json"),
+        ({"values": [[None], [1]]}, "bad_json"),
+        ({"values": [[[1]], [[1]]]}, "bad_json"),
+        ({"sample_rate": 0}, "bad_rate"),
+        ({"sample_rate": 10**400}, "bad_rate"),
         ({"ts": True}, "bad_json"),
+        ({"ts": "5"}, "bad_json"),
+        ({"ts": int("1" * 400)}, "bad_time"),
+        ({"ts": 1e12}, "bad_time"),
+        ({"ts": -1}, "bad_time"),
         ({"device": ""}, "bad_json"),
+        ({"device": "d" * 256}, "bad_json"),
         ({"channels": "x"}, "bad_json"),
+        ({"channels": ["x", ""]}, "bad_json"),
     ]:
         with pytest.raises(FrameError) as caught:
             decode_json(json.dumps({**message, **change}).encode())
         assert caught.value.reason == reason, change
-    for raw in (b"{", b"[1]", b'{"device": "x"}', b"\xff"):
-        with pytest.raises(FrameError, match=r"JSON|missing|object"):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    digits = b'{"ts": ' + b"1" * 5000 + b"}"
+    for raw in (b"{", b"[1]", b'{"device": "x"}', b"\xff", deep, digits, b"\x00"):
+        with pytest.raises(FrameError, match=r"JSON|missing|object") as caught:
             decode_json(raw)
+        assert caught.value.reason == "bad_json"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=12,
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["device", "ts", "sample_rate", "channels", "values"]), json_values
+    )
+)
+@settings(max_examples=300)
+def test_any_json_message_is_a_valid_block_or_a_frame_error(fields):
+    message = {
+        "device": "fan",
+        "ts": 5,
+        "sample_rate": 100,
+        "channels": ["x"],
+        "values": [[1, 2, 3]],
+        **fields,
+    }
+    try:
+        block = decode_json(json.dumps(message).encode())
+    except FrameError:
+        return
+    assert 0 <= block.ts < LATEST_TS and MIN_RATE <= block.sample_rate <= MAX_RATE
+    assert block.samples.dtype == np.float32 and np.isfinite(block.samples).all()
+    assert block.samples.shape == (len(block.channels), block.samples.shape[1])
 
 
 @given(st.binary(max_size=200))

@@ -1,6 +1,7 @@
 """Sources on real parts: serial ports made by socat, a Mosquitto broker, and replayed files."""
 
 import threading
+from functools import partial
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -12,9 +13,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import Broker, MqttSource, SerialSource
 from agent.framing import encode_block, encode_frame
+from agent.metrics import Registry
 from agent.sources.mqtt import MqttReader
 from agent.sources.replay import RecordingError, ReplayReader, load_recording
 from agent.sources.serial import SerialReader
+from agent.supervisor import Supervisor
 from tests.conftest import wait_for
 
 
@@ -166,6 +169,62 @@ def test_mqtt_source_decodes_and_counts(broker, fmt):
     client.disconnect()
     assert blocks[0].device == "m1" and blocks[0].samples.tolist() == samples.tolist()
     assert reader.counts.accepted == 2 and sum(reader.counts.rejected.values()) == 1
+
+
+GOOD_JSON = b'{"device":"m1","ts":1.5,"sample_rate":10,"channels":["a"],"values":[[0,1,2]]}'
+
+
+def test_hostile_json_is_counted_by_reason_and_the_source_keeps_reading(broker):
+    blocks = Collected()
+    supervisor = Supervisor(Registry())
+    config = MqttSource(type="mqtt", topic="sensors/#", format="json", max_inflight=5)
+    broker_config = Broker(host="127.0.0.1", port=broker.port)
+    guard = partial(supervisor.guard, "source0")
+    reader = MqttReader(config, broker_config, "agent-in", blocks, guard)
+    stop, thread = started(reader)
+    wait_for(reader.connected.is_set, what="the source connected")
+    hostile = [
+        GOOD_JSON.replace(b"1.5", b"1" * 400),
+        GOOD_JSON.replace(b"1.5", b"1e12"),
+        GOOD_JSON.replace(b'"sample_rate":10', b'"sample_rate":' + b"9" * 400),
+        b"[" * 100_000,
+        b'{"ts": ' + b"1" * 5000 + b"}",
+        GOOD_JSON.replace(b"[0,1,2]", b'["1.5",true,2]'),
+    ]
+    client = publisher(broker.port)
+    for payload in [*hostile, GOOD_JSON]:
+        client.publish("sensors/m1", payload, qos=1).wait_for_publish(5)
+    wait_for(lambda: len(blocks) == 1, what="the good block after the hostile ones")
+    stop.set()
+    thread.join()
+    client.disconnect()
+    assert reader.counts.rejected == {"bad_time": 2, "bad_rate": 1, "bad_json": 3}
+    assert supervisor.failures.values == {}
+
+
+def test_an_exception_in_a_paho_callback_is_counted_and_the_source_goes_on(broker):
+    taken = []
+
+    def offer(block):
+        taken.append(block)
+        if len(taken) == 1:
+            raise RuntimeError("injected")
+        return True
+
+    supervisor = Supervisor(Registry())
+    config = MqttSource(type="mqtt", topic="s", format="json", max_inflight=5)
+    broker_config = Broker(host="127.0.0.1", port=broker.port)
+    reader = MqttReader(config, broker_config, "in", offer, partial(supervisor.guard, "source0"))
+    stop, thread = started(reader)
+    wait_for(reader.connected.is_set, what="the source connected")
+    client = publisher(broker.port)
+    for _ in range(2):
+        client.publish("s", GOOD_JSON, qos=1).wait_for_publish(5)
+    wait_for(lambda: len(taken) == 2, what="the block after the one that raised")
+    stop.set()
+    thread.join()
+    client.disconnect()
+    assert supervisor.failures.values == {("source0",): 1.0}
 
 
 def test_a_pipeline_that_waits_leaves_messages_at_the_broker_without_loss(broker):

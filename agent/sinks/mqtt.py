@@ -27,6 +27,7 @@ from agent.config import Broker
 from agent.metrics import Histogram
 from agent.mqtt import broker_url, make_client
 from agent.sinks.spool import Message, Spool
+from agent.supervisor import Spawn, thread
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
@@ -51,6 +52,7 @@ class Forwarder:
         max_backoff_s: float = 30.0,
         latency: Histogram | None = None,
         delivered: Callable[[Message, float], None] | None = None,
+        spawn: Spawn = thread,
     ) -> None:
         self.broker, self.client_id, self.status_topic = broker, client_id, status_topic
         self.spool = spool
@@ -64,10 +66,11 @@ class Forwarder:
         self._stopping = threading.Event()
         self._events: queue.SimpleQueue[tuple[str, object, float]] = queue.SimpleQueue()
         self._client: mqtt.Client | None = None
-        self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
+        self._spawn = spawn
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self._thread = self._spawn("forwarder", self._run, self._stopping)
 
     def notify(self) -> None:
         """New messages are in the spool."""
@@ -87,14 +90,15 @@ class Forwarder:
             time.sleep(0.01)
         self._stopping.set()
         self._wake.set()
-        self._thread.join(timeout=flush_s + CONNECT_TIMEOUT_S)
+        if self._thread is not None:
+            self._thread.join(timeout=flush_s + CONNECT_TIMEOUT_S)
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         backoff = 0.1
-        while not self._stopping.is_set():
+        while not stop.is_set():
             client = self._connect()
             if client is None:
-                self._stopping.wait(backoff)
+                stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
             backoff = 0.1

@@ -19,13 +19,23 @@ from agent.config import Broker, MqttSource
 from agent.framing import Counts, FrameError, decode_block, decode_json
 from agent.mqtt import broker_url, make_client
 from agent.sources import Offer
+from agent.supervisor import Guard, unguarded
 
 log = logging.getLogger(__name__)
 
 
 class MqttReader:
-    def __init__(self, config: MqttSource, broker: Broker, client_id: str, offer: Offer) -> None:
+    def __init__(
+        self,
+        config: MqttSource,
+        broker: Broker,
+        client_id: str,
+        offer: Offer,
+        guard: Guard = unguarded,
+    ) -> None:
+        """``guard`` wraps the callbacks that paho runs on its network thread."""
         self.config, self.broker, self.client_id, self.offer = config, broker, client_id, offer
+        self.guard = guard
         self.decode = decode_json if config.format == "json" else decode_block
         self.counts = Counts()
         self.connected = threading.Event()
@@ -36,9 +46,9 @@ class MqttReader:
         while not stop.is_set():
             self._lost.clear()
             client = make_client(self.broker, self.client_id, MQTTProtocolVersion.MQTTv5)
-            client.on_connect = self._on_connect
-            client.on_message = self._on_message
-            client.on_disconnect = self._on_disconnect
+            client.on_connect = self.guard(self._on_connect)
+            client.on_message = self.guard(self._on_message)
+            client.on_disconnect = self.guard(self._on_disconnect)
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.ReceiveMaximum = self.config.max_inflight
             try:
