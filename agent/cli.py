@@ -30,16 +30,24 @@ def _bench_kernels(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from agent.config import ConfigError, load_config
+    from agent.preflight import bundle_problem, problems
 
     try:
         config = load_config(args.file)
+        found = problems(config)
+        refused = None if found else bundle_problem(config)
     except ConfigError as e:
-        for line in str(e).splitlines():
-            print(f"{args.file}: {line}", file=sys.stderr)
+        found, refused = str(e).splitlines(), None
+    found += [refused] if refused is not None else []
+    for line in found:
+        print(f"{args.file}: {line}", file=sys.stderr)
+    if found:
         return 2
+    bundle = config.model.bundle
     print(
         f"{args.file}: ok: {len(config.sources)} sources, {len(config.sinks)} sinks, "
-        f"topics under {config.topics}"
+        f"topics under {config.topics}; "
+        + ("the bundle verified" if bundle.exists() else f"no bundle at {bundle} yet")
     )
     return 0
 

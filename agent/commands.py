@@ -29,12 +29,16 @@ def _config(command: str, path: Path) -> AgentConfig | int:
 def run(args: argparse.Namespace) -> int:
     from agent import logs
     from agent.bundle import BundleError
+    from agent.preflight import problems
     from agent.service import Agent
     from agent.sources.replay import RecordingError
 
     config = _config("run", args.config)
     if isinstance(config, int):
         return config
+    found = problems(config)
+    if found:
+        return _fail("run", "\n".join(f"{args.config}: {line}" for line in found))
     logs.setup(config.log_level)
     try:
         agent = Agent(config)
@@ -71,13 +75,12 @@ def replay(args: argparse.Namespace) -> int:
         bundle = verify_bundle(args.bundle, key)
         spec = bundle.manifest.feature_spec
         samples = load_recording(args.data, spec.channels)
+        runtime.select(1)
+        model = Model.load(bundle, decision)
     except (BundleError, RecordingError) as e:
         return _fail("replay", str(e))
     rate = args.rate or spec.sample_rate or 1.0
-    runtime.select(1)
-    pipeline = Pipeline(
-        Model.load(bundle, decision), decision, AlertMaker(site), [Lines(sys.stdout)]
-    )
+    pipeline = Pipeline(model, decision, AlertMaker(site), [Lines(sys.stdout)])
     reader = ReplayReader(
         samples,
         args.device or args.data.stem,

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -40,7 +42,8 @@ class ConfigError(ValueError):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No number in a config may be NaN or infinite: `warning = nan` would never alert.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 def credential(path: Path) -> Path:
@@ -56,23 +59,24 @@ def _readable(path: Path) -> Path:
             pass
     except OSError as e:
         raise ValueError(f"cannot read {resolved}: {e.strerror}") from None
-    return resolved
+    return path
+
+
+# A file the agent reads at start (a key, a certificate, a password): it must be readable now.
+Readable = Annotated[Path, AfterValidator(_readable)]
 
 
 class Tls(_Frozen):
     """TLS to the broker; ``cert`` and ``key`` together authenticate the agent by certificate."""
 
-    ca: Path
-    cert: Path | None = None
-    key: Path | None = None
+    ca: Readable
+    cert: Readable | None = None
+    key: Readable | None = None
 
     @model_validator(mode="after")
     def _files(self) -> Self:
         if (self.cert is None) != (self.key is None):
             raise ValueError("cert and key go together: give both or neither")
-        for path in (self.ca, self.cert, self.key):
-            if path is not None:
-                _readable(path)
         return self
 
 
@@ -83,16 +87,14 @@ class Broker(_Frozen):
     port: int = Field(default=1883, ge=1, le=65535)
     client_id: Name | None = None
     username: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
-    password_file: Path | None = None
+    password_file: Readable | None = None
     tls: Tls | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
 
     @model_validator(mode="after")
     def _login(self) -> Self:
-        if self.password_file is not None:
-            if self.username is None:
-                raise ValueError("password_file needs a username")
-            _readable(self.password_file)
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs a username")
         return self
 
     def password(self) -> str | None:
@@ -177,15 +179,9 @@ class Model(_Frozen):
     than one runs the JIT kernels: see ``kernels.runtime``)."""
 
     bundle: Path
-    public_key: Path | None = None
+    public_key: Readable | None = None
     threads: int = Field(default=1, ge=1, le=64)
     watch: bool = True
-
-    @model_validator(mode="after")
-    def _key(self) -> Self:
-        if self.public_key is not None:
-            _readable(self.public_key)
-        return self
 
 
 class RmsGate(_Frozen):
@@ -271,10 +267,15 @@ class AgentConfig(_Frozen):
             raise ValueError(
                 f"topic_root {self.topic_root!r} may use only {{site}} and {{device}}"
             ) from None
-        devices = [s.device for s in self.sources if not isinstance(s, MqttSource)]
+        return self
+
+    @field_validator("sources")
+    @classmethod
+    def _devices(cls, sources: tuple[Source, ...]) -> tuple[Source, ...]:
+        devices = [s.device for s in sources if not isinstance(s, MqttSource)]
         if len(set(devices)) != len(devices):
             raise ValueError(f"each serial or replay source needs its own device, got {devices}")
-        return self
+        return sources
 
     @property
     def topics(self) -> str:

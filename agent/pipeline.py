@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agent.alerts import Alert, AlertMaker
-from agent.bundle import Bundle
+from agent.bundle import Bundle, BundleError
 from agent.config import Decision, ProcessGate, RmsGate
 from agent.decision import Decider, Policy
 from agent.features import FeatureError, FeatureSpec, Featurizer
@@ -50,6 +50,20 @@ class Model:
 
     @classmethod
     def load(cls, bundle: Bundle, decision: Decision, threads: int = 1) -> "Model":
+        """``bundle`` ready to score and decide on; ``BundleError`` when ``decision``'s gate
+        reads a channel that the bundle's input does not have."""
+        gate, spec = decision.gate, bundle.manifest.feature_spec
+        if isinstance(gate, ProcessGate):
+            if spec.kind == "waveform":
+                raise BundleError(
+                    "decision.gate: a process gate reads a channel of each row, and this model "
+                    "takes waveform windows: use an rms gate"
+                )
+            if gate.channel not in spec.channels:
+                raise BundleError(
+                    f"decision.gate.channel: {gate.channel!r} is not one of the model's "
+                    f"channels ({', '.join(spec.channels)})"
+                )
         return cls(bundle, Scorer(bundle, threads), Policy.of(decision, bundle.manifest.thresholds))
 
     @property

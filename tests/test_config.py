@@ -7,6 +7,7 @@ import pytest
 
 from agent.cli import main
 from agent.config import ConfigError, credential, load_config, parse_config
+from tests.conftest import edgewatch
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "agent.example.toml"
 MINIMAL = """
@@ -66,6 +67,19 @@ def test_defaults_fill_a_minimal_config():
         (lambda t: t.replace('device = "g"', 'device = "g/h"'), "device: String should match"),
         (lambda t: t + "[decision]\nn = 6\nm = 5\n", "decision: n (6) of m (5)"),
         (lambda t: t + "[decision]\nwarning = 3\ncritical = 2\n", "critical must not be below"),
+        (lambda t: t + "[decision]\nwarning = nan\n", "decision.warning: Input should be a finite"),
+        (
+            lambda t: t + "[decision]\ncritical = inf\n",
+            "decision.critical: Input should be a finite",
+        ),
+        (
+            lambda t: t + '[decision.gate]\ntype = "process"\nchannel = "a"\nminimum = nan\n',
+            "decision.gate.minimum: Input should be a finite number",
+        ),
+        (
+            lambda t: t + '[decision.gate]\ntype = "rms"\nfloor = inf\n',
+            "decision.gate.floor: Input should be a finite number",
+        ),
         (
             lambda t: t + "[decision]\nrelease = 1\n",
             "decision.release: Input should be less than 1",
@@ -76,15 +90,25 @@ def test_defaults_fill_a_minimal_config():
         (lambda t: 'topic_root = "a/#/"\n' + t, "topic_root: String should match"),
         (lambda t: "surprise = 1\n" + t, "surprise: Extra inputs are not permitted"),
         (lambda t: t.replace("[model]", "[modle]"), "model: Field required"),
-        (lambda t: t + "[mqtt]\npassword_file = 'p'\n", "mqtt: password_file needs a username"),
+        (
+            lambda t: t + "[mqtt]\npassword_file = '/etc/hostname'\n",
+            "mqtt: password_file needs a username",
+        ),
+        (
+            lambda t: t + "[mqtt]\nusername = 'u'\npassword_file = 'p'\n",
+            "mqtt.password_file: cannot",
+        ),
         (lambda t: t + "[mqtt]\n[mqtt.tls]\nca = '/nope.crt'\n", "cannot read /nope.crt"),
-        (lambda t: t + "[mqtt]\n[mqtt.tls]\nca = '/etc/hostname'\ncert = 'c'\n", "cert and key go"),
+        (
+            lambda t: t + "[mqtt]\n[mqtt.tls]\nca = '/etc/hostname'\ncert = '/etc/hostname'\n",
+            "mqtt.tls: cert and key go",
+        ),
         (
             lambda t: (
                 t + "[[sources]]\ntype='replay'\ndevice='pump'\npath='x.csv'\n"
                 "channels=['a']\nsample_rate=1\n"
             ),
-            "each serial or replay source needs its own device",
+            "sources: each serial or replay source needs its own device",
         ),
         (
             lambda t: (
@@ -148,3 +172,45 @@ def test_secrets_come_from_files_and_systemd_credentials(tmp_path, monkeypatch):
         MINIMAL + f"[mqtt]\nusername = 'gw'\npassword_file = '{tmp_path / 'mqtt-password'}'\n"
     )
     assert parse_config(absolute, env={}).mqtt.password() == "s3cret"
+
+
+def test_check_config_and_run_refuse_the_same_files_and_names(tmp_path, capsys):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    key = tmp_path / "bundle.pub"
+    key.write_text("not a key")
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        MINIMAL.replace('bundle = "/b.tar"', f'bundle = "/b.tar"\npublic_key = "{key}"')
+        .replace('type = "stdout"', f'type = "jsonl"\npath = "{folder}"')
+        .replace('site = "a"', f'site = "a"\nfeedback_db = "{folder}"')
+        + '[http]\nhost = "no-such-host.invalid"\n'
+    )
+    expected = [
+        f"{path}: model.public_key: public key {key}: not an Ed25519 key",
+        f"{path}: feedback_db: {folder} is a directory, not a file",
+        f"{path}: sinks[0].path: {folder} is a directory, not a file",
+        f"{path}: http.host: cannot resolve 'no-such-host.invalid'",
+    ]
+    assert main(["check-config", str(path)]) == 2
+    checked = capsys.readouterr().err.strip().splitlines()
+    run = edgewatch("run", "--config", path, check=False)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    ran = [line.removeprefix("edgewatch run: ") for line in run.stderr.strip().splitlines()]
+    for lines in (checked, ran):
+        assert len(lines) == len(expected)
+        assert all(line.startswith(want) for line, want in zip(lines, expected, strict=True))
+
+
+def test_check_config_refuses_a_bundle_the_agent_would_refuse(waveform_bundle, tmp_path, capsys):
+    path = tmp_path / "agent.toml"
+    gate = '[decision.gate]\ntype = "process"\nchannel = "x"\nminimum = 1\n'
+    path.write_text(MINIMAL.replace("/b.tar", str(waveform_bundle)) + gate)
+    assert main(["check-config", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"{path}: model.bundle: decision.gate: a process gate reads a channel of each row, and "
+        "this model takes waveform windows: use an rms gate"
+    )
+    path.write_text(MINIMAL.replace("/b.tar", str(waveform_bundle)))
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr().out.strip().endswith("the bundle verified")

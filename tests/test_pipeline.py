@@ -3,9 +3,10 @@ and alerts that say what drove them. That its features are training's is
 ``tests/train/test_skew.py``."""
 
 import numpy as np
+import pytest
 
 from agent.alerts import AlertMaker
-from agent.bundle import verify_bundle
+from agent.bundle import BundleError, verify_bundle
 from agent.config import Decision, ProcessGate, RmsGate
 from agent.features import featurize
 from agent.framing import Block
@@ -196,3 +197,14 @@ def test_alerts_as_json_lines(waveform_bundle, tmp_path):
     pipe.close()
     lines = path.read_text().splitlines()
     assert len(lines) >= 2 and '"state":"raised"' in lines[0]
+
+
+def test_a_process_gate_that_does_not_fit_the_model_is_refused_at_load(waveform_bundle, bundles):
+    def gate(channel: str) -> Decision:
+        return Decision(gate=ProcessGate(type="process", channel=channel, minimum=0))
+
+    with pytest.raises(BundleError, match="waveform windows: use an rms gate"):
+        Model.load(verify_bundle(waveform_bundle), gate("x"))
+    with pytest.raises(BundleError, match=r"'nope' is not one of the model's channels \(temp"):
+        Model.load(verify_bundle(bundles["pump"]), gate("nope"))
+    assert Model.load(verify_bundle(bundles["pump"]), gate("current")).history == 8
