@@ -90,6 +90,9 @@ class Broker(_Frozen):
     password_file: Readable | None = None
     tls: Tls | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
+    # Reconnects back off from 0.1 s, doubling up to this: a broker that comes back is found
+    # within a few seconds, and a connect attempt costs the broker little.
+    reconnect_max_s: Seconds = 3.0
 
     @model_validator(mode="after")
     def _login(self) -> Self:

@@ -54,8 +54,10 @@ def test_the_spool_is_bounded_in_bytes(tmp_path):
 
 
 def forwarder(port, spool, tls=None, **kwargs) -> Forwarder:
-    broker = Broker(host="localhost" if tls else "127.0.0.1", port=port, tls=tls)
-    return Forwarder(broker, "agent-1", ROOT + "status", spool, max_backoff_s=0.5, **kwargs)
+    broker = Broker(
+        host="localhost" if tls else "127.0.0.1", port=port, tls=tls, reconnect_max_s=0.5
+    )
+    return Forwarder(broker, "agent-1", ROOT + "status", spool, **kwargs)
 
 
 def test_alerts_arrive_in_order_and_leave_the_spool_on_puback(broker, tmp_path):

@@ -7,7 +7,7 @@ order, a bounded number in flight. A message leaves the spool on its PUBACK (QoS
 written (QoS 0 telemetry). When the connection drops, the client and everything it had in
 flight are abandoned; the next session starts again from the spool, with all that was waiting
 marked as backlog, so alerts delivered late say ``historical: true``. Reconnects back off
-exponentially up to ``max_backoff_s``.
+exponentially up to the broker config's ``reconnect_max_s``.
 
 paho calls back from its network thread while holding its own locks, so callbacks here only
 post to a queue and wake the forwarder; they never take a lock of ours.
@@ -49,7 +49,6 @@ class Forwarder:
         spool: Spool,
         subscriptions: dict[str, Callable[[bytes], None]] | None = None,
         max_inflight: int = 64,
-        max_backoff_s: float = 30.0,
         latency: Histogram | None = None,
         delivered: Callable[[Message, float], None] | None = None,
         spawn: Spawn = thread,
@@ -57,7 +56,7 @@ class Forwarder:
         self.broker, self.client_id, self.status_topic = broker, client_id, status_topic
         self.spool = spool
         self.subscriptions = dict(subscriptions or {})
-        self.max_inflight, self.max_backoff_s = max_inflight, max_backoff_s
+        self.max_inflight = max_inflight
         self.latency, self.delivered = latency, delivered
         self.connected = False
         self.connects = 0
@@ -99,7 +98,7 @@ class Forwarder:
             client = self._connect()
             if client is None:
                 stop.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+                backoff = min(backoff * 2, self.broker.reconnect_max_s)
                 continue
             backoff = 0.1
             try:

@@ -62,7 +62,7 @@ class MqttReader:
             except (OSError, ValueError) as e:
                 log.warning("mqtt source: cannot reach %s: %s", broker_url(self.broker), e)
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, self.broker.reconnect_max_s)
                 continue
             backoff = 0.1
             client.loop_start()
