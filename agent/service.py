@@ -208,6 +208,13 @@ class Agent:
                 ("kind",),
                 lambda: {(k,): float(n) for k, n in spool.dropped.items()},
             )
+            registry.collect(
+                "counter",
+                "spool_unstored_total",
+                "Messages the disk refused to store",
+                ("kind",),
+                lambda: {(k,): float(n) for k, n in spool.unstored.items()},
+            )
         forwarder = self.forwarder
         if forwarder is not None:
             registry.collect(

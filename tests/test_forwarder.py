@@ -1,6 +1,8 @@
 """The spool and the forwarder against a real Mosquitto: order, PUBACK, outages, TLS, status."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -151,3 +153,60 @@ def test_tls_refusals_are_retried_and_reported(tls_broker, certificates, tmp_pat
     wait_for(lambda: link.last_error, what="an error")
     assert not link.connected and "mqtts://localhost" in link.last_error
     link.stop(flush_s=0)
+
+
+FULL_DISK = """
+import json, os, sys, time
+from pathlib import Path
+from agent.config import Broker
+from agent.sinks.mqtt import Forwarder
+from agent.sinks.spool import Spool
+
+folder, port = Path(sys.argv[1]), int(sys.argv[2])
+spool = Spool(folder / "spool.sqlite", 100_000, 1 << 30)
+for i in range(300):  # a spool that has run a while
+    spool.ack(spool.put("telemetry", "t", os.urandom(1000), 0))
+held = [spool.put("alert", "edgewatch/site/dev/alerts", b'{"n": %d}' % i, 1) for i in range(40)]
+filler = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)  # something else fills the disk
+try:
+    while True:
+        os.write(filler, bytes(4096))
+except OSError:
+    os.close(filler)
+# The WAL's own room takes a few more first; then the disk refuses one, counted.
+while spool.put("alert", "edgewatch/site/dev/alerts", b'{"fill": "%s"}' % (b"0" * 2000), 1) > 0:
+    pass
+broker = Broker(host="127.0.0.1", port=port, reconnect_max_s=0.5)
+link = Forwarder(broker, "agent-1", "edgewatch/site/dev/status", spool)
+link.start()
+deadline = time.monotonic() + 20
+while spool.rows and time.monotonic() < deadline:
+    time.sleep(0.05)
+report = {"rows": spool.rows, "unstored": dict(spool.unstored), "connected": link.connected}
+report["stored_after"] = spool.put("alert", "t", b"after", 1) > 0
+link.stop(1)
+print(json.dumps(report))
+"""
+
+
+def test_a_full_disk_refuses_new_messages_counted_and_delivers_what_the_spool_holds(
+    broker, tmp_path
+):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subscriber = Subscriber(broker.port, ROOT + "alerts")
+    mount = f'mount -t tmpfs -o size=2m tmpfs {disk} && exec "$@"'
+    script = [sys.executable, "-c", FULL_DISK, str(disk), str(broker.port)]
+    done = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", mount, "sh", *script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["unstored"] == {"alert": 1} and report["connected"]
+    assert report["rows"] == 0 and report["stored_after"]
+    wait_for(lambda: len(subscriber.payloads("alerts")) >= 40, what="the held alerts")
+    numbers = [a["n"] for a in subscriber.payloads("alerts") if isinstance(a, dict) and "n" in a]
+    assert numbers[:40] == list(range(40))

@@ -34,8 +34,13 @@ CONNECT_TIMEOUT_S = 10.0
 
 
 def historical(payload: bytes) -> bytes:
-    """An alert's payload marked as delivered late."""
-    record = json.loads(payload)
+    """An alert's payload marked as delivered late (as it was, if it is no JSON object)."""
+    try:
+        record = json.loads(payload)
+    except ValueError:
+        return payload
+    if not isinstance(record, dict):
+        return payload
     record["historical"] = True
     return json.dumps(record, separators=(",", ":")).encode()
 
@@ -65,6 +70,7 @@ class Forwarder:
         self._stopping = threading.Event()
         self._events: queue.SimpleQueue[tuple[str, object, float]] = queue.SimpleQueue()
         self._client: mqtt.Client | None = None
+        self._backlog = 0
         self._spawn = spawn
         self._thread: threading.Thread | None = None
 
@@ -149,7 +155,7 @@ class Forwarder:
         self.last_error = reason
 
     def _ready(self, client: mqtt.Client) -> None:
-        self.spool.mark_backlog()
+        self._backlog = self.spool.last_id()
         client.publish(self.status_topic, "online", qos=1, retain=True)
         for topic in self.subscriptions:
             client.subscribe(topic, qos=1)
@@ -182,7 +188,7 @@ class Forwarder:
             room = self.max_inflight - len(inflight)
             for message in self.spool.pending(last, room) if room > 0 else ():
                 payload = message.payload
-                if message.backlog and message.kind == "alert":
+                if message.id <= self._backlog and message.kind == "alert":
                     payload = historical(payload)
                 sent_at = time.perf_counter()
                 info = client.publish(message.topic, payload, qos=message.qos)

@@ -6,10 +6,20 @@ over. Commits are synchronous (``synchronous=FULL``) so a power cut does not eit
 
 The spool is bounded in rows and bytes. When a new message does not fit, the oldest telemetry
 goes first, and only when no telemetry is left the oldest alerts; every drop is counted by kind.
-Messages that were already waiting when a connection came up are *backlog*: they are delivered
-late, and an alert among them is marked ``historical``.
+Messages that were already waiting when a connection came up are *backlog* (``last_id`` then):
+they are delivered late, and an alert among them is marked ``historical``.
+
+A full disk does not stop it. A message that cannot be stored is dropped and counted
+(``unstored``), its transaction rolled back whole. What the spool holds is still delivered: the
+spool keeps a reserve file of ``RESERVE`` bytes beside it, taken at start when there is room,
+and the first acknowledgement that finds the disk full gives it up and folds the WAL into the
+database, so that delivered messages can be deleted, which frees room again. An
+acknowledgement that cannot be written all the same leaves its message to be delivered again
+(at least once).
 """
 
+import logging
+import os
 import sqlite3
 import threading
 from collections import Counter
@@ -18,6 +28,9 @@ from pathlib import Path
 from typing import Literal
 
 Kind = Literal["alert", "telemetry"]
+log = logging.getLogger(__name__)
+WAL_PAGES = 64
+RESERVE = 1 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -25,8 +38,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     kind TEXT NOT NULL CHECK (kind IN ('alert', 'telemetry')),
     topic TEXT NOT NULL,
     qos INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    backlog INTEGER NOT NULL DEFAULT 0
+    payload BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sequences (device TEXT PRIMARY KEY, last INTEGER NOT NULL);
 """
@@ -39,7 +51,6 @@ class Message:
     topic: str
     qos: int
     payload: bytes
-    backlog: bool
 
 
 class Spool:
@@ -47,11 +58,25 @@ class Spool:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.max_rows, self.max_bytes = path, max_rows, max_bytes
         self.dropped: Counter[str] = Counter()
+        self.unstored: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        # A WAL copied into the database every 64 pages (256 KiB) stays small and is reused
+        # from its start, so on a disk that fills up later, deletes and inserts find room in it.
+        self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
         self._db.executescript(_SCHEMA)
+        self._count()
+        self._reserve = path.with_name(path.name + ".reserve")
+        try:
+            with self._reserve.open("wb") as reserve:
+                os.posix_fallocate(reserve.fileno(), 0, RESERVE)
+        except OSError as e:
+            log.warning("spool: no room for a reserve of %d bytes: %s", RESERVE, e)
+            self._reserve.unlink(missing_ok=True)
+
+    def _count(self) -> None:
         rows, size = self._db.execute(
             "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox"
         ).fetchone()
@@ -65,36 +90,66 @@ class Spool:
         qos: int,
         sequence: tuple[str, int] | None = None,
     ) -> int:
-        """Store a message (and a device's latest alert sequence number); returns its id."""
+        """Store a message (and a device's latest alert sequence number); returns its id, or -1
+        when it was dropped (too large, or the disk refused it)."""
         with self._lock:
             if len(payload) > self.max_bytes:
                 self.dropped[kind] += 1
                 return -1
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._make_room(len(payload))
-                cursor = self._db.execute(
-                    "INSERT INTO outbox (kind, topic, qos, payload) VALUES (?, ?, ?, ?)",
-                    (kind, topic, qos, payload),
-                )
-                if sequence is not None:
-                    self._db.execute(
-                        "INSERT INTO sequences VALUES (?, ?) "
-                        "ON CONFLICT(device) DO UPDATE SET last = excluded.last",
-                        sequence,
-                    )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self.rows += 1
-            self.bytes += len(payload)
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
+            stored = self._put(kind, topic, payload, qos, sequence)
+            if stored is None:
+                self.unstored[kind] += 1
+                return -1
+            return stored
 
-    def _make_room(self, size: int) -> None:
+    def _put(
+        self, kind: Kind, topic: str, payload: bytes, qos: int, sequence: tuple[str, int] | None
+    ) -> int | None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            made_room = self._make_room(len(payload))
+            cursor = self._db.execute(
+                "INSERT INTO outbox (kind, topic, qos, payload) VALUES (?, ?, ?, ?)",
+                (kind, topic, qos, payload),
+            )
+            if sequence is not None:
+                self._db.execute(
+                    "INSERT INTO sequences VALUES (?, ?) "
+                    "ON CONFLICT(device) DO UPDATE SET last = excluded.last",
+                    sequence,
+                )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as e:
+            # SQLite may have rolled back already (a full disk does that).
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            log.error("spool: cannot store a %s message: %s", kind, e)
+            return None
+        self.dropped.update(kind for kind, _ in made_room)
+        self.rows += 1 - len(made_room)
+        self.bytes += len(payload) - sum(size for _, size in made_room)
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def _make_space(self) -> bool:
+        """Give up the reserve and fold the WAL into the database; False when there was no
+        reserve left to give."""
+        if not self._reserve.exists():
+            return False
+        log.error("spool: the disk is full; giving up the reserve to deliver what is held")
+        self._reserve.unlink()
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            log.error("spool: cannot fold the WAL into the database: %s", e)
+        return True
+
+    def _make_room(self, size: int) -> list[tuple[str, int]]:
+        """Delete the oldest messages until one of ``size`` bytes fits; the kind and size of
+        each, counted once the transaction commits."""
+        rows, space, made = self.rows, self.bytes, []
         for kind in ("telemetry", "alert"):
-            while self.rows + 1 > self.max_rows or self.bytes + size > self.max_bytes:
+            while rows + 1 > self.max_rows or space + size > self.max_bytes:
                 oldest = self._db.execute(
                     "SELECT id, length(payload) FROM outbox WHERE kind = ? ORDER BY id LIMIT 1",
                     (kind,),
@@ -102,35 +157,45 @@ class Spool:
                 if oldest is None:
                     break
                 self._db.execute("DELETE FROM outbox WHERE id = ?", (oldest[0],))
-                self.rows -= 1
-                self.bytes -= oldest[1]
-                self.dropped[kind] += 1
+                rows -= 1
+                space -= oldest[1]
+                made.append((kind, int(oldest[1])))
+        return made
 
     def pending(self, after: int = 0, limit: int = 100) -> list[Message]:
         """Messages after id ``after``, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, kind, topic, qos, payload, backlog FROM outbox WHERE id > ? "
-                "ORDER BY id LIMIT ?",
+                "SELECT id, kind, topic, qos, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
                 (after, limit),
             ).fetchall()
-        return [Message(i, k, t, q, bytes(p), bool(b)) for i, k, t, q, p, b in rows]
+        return [Message(i, k, t, q, bytes(p)) for i, k, t, q, p in rows]
 
     def ack(self, id: int) -> None:
-        """The broker has message ``id``: forget it."""
+        """The broker has message ``id``: forget it (if the disk lets us; else it goes again)."""
         with self._lock:
+            deleted = self._ack(id)
+            if deleted is None and self._make_space():
+                deleted = self._ack(id)
+            if deleted:
+                self.rows -= 1
+                self.bytes -= deleted
+
+    def _ack(self, id: int) -> int | None:
+        """The deleted message's size (0 for none), or None when the disk refused."""
+        try:
             row = self._db.execute(
                 "DELETE FROM outbox WHERE id = ? RETURNING length(payload)", (id,)
-            )
-            deleted = row.fetchone()
-            if deleted is not None:
-                self.rows -= 1
-                self.bytes -= deleted[0]
+            ).fetchone()
+        except sqlite3.Error as e:
+            log.error("spool: cannot forget message %d: %s", id, e)
+            return None
+        return int(row[0]) if row is not None else 0
 
-    def mark_backlog(self) -> None:
-        """Everything waiting now will be delivered late."""
+    def last_id(self) -> int:
+        """The newest message's id (0 for none): what is waiting now is backlog."""
         with self._lock:
-            self._db.execute("UPDATE outbox SET backlog = 1 WHERE backlog = 0")
+            return int(self._db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
 
     def sequences(self) -> dict[str, int]:
         """The last alert sequence number of every device, to carry on from after a restart."""
