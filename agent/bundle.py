@@ -8,8 +8,11 @@ or changed file, a bad signature or a manifest that does not describe itself con
 """
 
 import hashlib
+import itertools
 import json
 import tarfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -256,23 +259,27 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 def verify_bundle(path: Path, public_key: Ed25519PublicKey | None = None) -> Bundle:
     """Read and check the bundle at ``path`` (a directory or a .tar).
 
-    With a ``public_key``, the bundle must carry a signature made with its private key. Any
-    problem raises ``BundleError`` with the reason.
+    With a ``public_key``, the bundle must carry a signature made with its private key, and it is
+    checked before anything but the manifest is read: in a tar, ``manifest.json`` and
+    ``manifest.sig`` come first, as ``export.bundle`` writes them. Any problem raises
+    ``BundleError`` with the reason.
     """
     if "\0" in str(path):
         raise BundleError(f"{str(path)!r}: a path cannot hold a NUL byte")
-    files = _read_tar(path) if path.is_file() else _read_directory(path)
+    members = _tar_members(path) if path.is_file() else _directory_members(path)
+    files: dict[str, bytes] = {}
+    for name, data in members:
+        if name in files:
+            raise BundleError(f"{path}: {name} twice")
+        files[name] = data
+        if len(files) == 2 and public_key is not None:
+            _check_signature(path, files, public_key)
+    if public_key is not None and len(files) < 2:
+        _check_signature(path, files, public_key)
     raw = files.pop(MANIFEST, None)
     if raw is None:
         raise BundleError(f"{path}: no {MANIFEST}")
     signature = files.pop(SIGNATURE, None)
-    if public_key is not None:
-        if signature is None:
-            raise BundleError(f"{path}: not signed, and a public key is configured")
-        try:
-            public_key.verify(signature, raw)
-        except InvalidSignature:
-            raise BundleError(f"{path}: the signature does not match the manifest") from None
     manifest = _parse_manifest(path, raw)
     listed, present = manifest.files.keys(), files.keys()
     if missing := sorted(listed - present):
@@ -290,6 +297,19 @@ def verify_bundle(path: Path, public_key: Ed25519PublicKey | None = None) -> Bun
     )
 
 
+def _check_signature(path: Path, first: dict[str, bytes], public_key: Ed25519PublicKey) -> None:
+    """The bundle's first two members are its manifest and a valid signature of it."""
+    if first.keys() != {MANIFEST, SIGNATURE}:
+        raise BundleError(
+            f"{path}: not signed, and a public key is configured "
+            f"({MANIFEST} and {SIGNATURE} must come first)"
+        )
+    try:
+        public_key.verify(first[SIGNATURE], first[MANIFEST])
+    except InvalidSignature:
+        raise BundleError(f"{path}: the signature does not match the manifest") from None
+
+
 def _parse_manifest(path: Path, raw: bytes) -> Manifest:
     try:
         return Manifest.model_validate(json.loads(raw))
@@ -304,41 +324,41 @@ def _parse_manifest(path: Path, raw: bytes) -> Manifest:
         ) from None
 
 
-def _read_directory(path: Path) -> dict[str, bytes]:
+def _directory_members(path: Path) -> Iterator[tuple[str, bytes]]:
+    """A directory's files, the manifest and its signature first."""
     if not path.is_dir():
         raise BundleError(f"{path}: no such bundle (a directory or a .tar)")
-    entries = sorted(path.iterdir())
+    entries = list(itertools.islice(path.iterdir(), MAX_FILES + 1))
     if len(entries) > MAX_FILES:
         raise BundleError(f"{path}: more than {MAX_FILES} files")
-    files = {}
     total = 0
-    for entry in entries:
+    for entry in sorted(entries, key=lambda e: (e.name not in (MANIFEST, SIGNATURE), e.name)):
         if entry.is_symlink() or not entry.is_file():
             raise BundleError(f"{path}: {entry.name} is not a regular file")
         total += entry.stat().st_size
         if total > MAX_BUNDLE_BYTES:
             raise BundleError(f"{path}: larger than {MAX_BUNDLE_BYTES >> 20} MiB")
-        files[entry.name] = entry.read_bytes()
-    return files
+        yield entry.name, entry.read_bytes()
 
 
-def _read_tar(path: Path) -> dict[str, bytes]:
+def _tar_members(path: Path) -> Iterator[tuple[str, bytes]]:
+    """A tar's files in their order, read as a stream: nothing is listed ahead, so a tar of
+    endless members costs no more than ``MAX_FILES`` of them."""
     try:
-        with tarfile.open(path) as tar:
-            members = tar.getmembers()
-            if len(members) > MAX_FILES:
-                raise BundleError(f"{path}: more than {MAX_FILES} files")
-            if sum(m.size for m in members) > MAX_BUNDLE_BYTES:
-                raise BundleError(f"{path}: larger than {MAX_BUNDLE_BYTES >> 20} MiB")
-            files = {}
-            for member in members:
-                if not member.isfile() or "/" in member.name or member.name in files:
+        with tarfile.open(path, "r|*") as tar:
+            total = 0
+            for count, member in enumerate(tar, 1):
+                if count > MAX_FILES:
+                    raise BundleError(f"{path}: more than {MAX_FILES} files")
+                if not member.isfile() or "/" in member.name:
                     raise BundleError(
                         f"{path}: member {member.name!r} is not a single regular file at the top"
                     )
+                total += member.size
+                if total > MAX_BUNDLE_BYTES:
+                    raise BundleError(f"{path}: larger than {MAX_BUNDLE_BYTES >> 20} MiB")
                 data = tar.extractfile(member)
                 assert data is not None
-                files[member.name] = data.read()
-            return files
-    except (tarfile.TarError, EOFError) as e:
+                yield member.name, data.read()
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise BundleError(f"{path}: not a readable tar ({e})") from None

@@ -185,6 +185,9 @@ class Model(_Frozen):
     public_key: Readable | None = None
     threads: int = Field(default=1, ge=1, le=64)
     watch: bool = True
+    # Without a public_key, a notice on the model topic may name only a bundle under this folder
+    # (and with neither, notices are refused): anyone who can publish there could load a model.
+    notice_root: Path | None = None
 
 
 class RmsGate(_Frozen):

@@ -4,11 +4,15 @@ and swapped in; a bundle that fails keeps the old model running and says why.
 The bundle path is polled (names, sizes and mtimes of its files), so no inotify is needed; write
 a new bundle beside it and rename it into place so a poll never sees half of one. A notice is
 ``{"path": "/var/lib/edgewatch/bundles/v7", "sha256": "<sha256 of its manifest.json>"}``; once
-verified, its path is the one watched from then on.
+verified, its path is the one watched from then on. The sha256 only says which manifest is meant:
+it authenticates nothing, since anyone can compute it. So a notice is refused unless bundles must
+be signed (a public key), or it names a path under ``notice_root``, a folder only the fleet's
+tooling can write.
 """
 
 import json
 import logging
+import os
 import queue
 import re
 import threading
@@ -51,11 +55,13 @@ class Reloader:
         install: Callable[[Model], None],
         report: Callable[[str], None],
         interval_s: float = 1.0,
+        notice_root: Path | None = None,
     ) -> None:
         self.path, self.public_key = path, public_key
         self.decision, self.threads = decision, threads
         self.current, self.install, self.report = current, install, report
         self.interval_s = interval_s
+        self.notice_root = notice_root
         self.loads = 0
         self.failures = 0
         self._seen: Fingerprint = None
@@ -93,10 +99,23 @@ class Reloader:
     def notice(self, payload: bytes) -> None:
         """A message from the model topic; checked on the watcher's thread."""
         try:
-            self._notices.put(parse_notice(payload))
+            path, sha256 = parse_notice(payload)
+            self._trusted(path)
         except ValueError as e:
             self.failures += 1
             self.report(f"model notice refused: {e}")
+            return
+        self._notices.put((path, sha256))
+
+    def _trusted(self, path: Path) -> None:
+        """``ValueError`` unless a notice may name ``path``."""
+        if self.public_key is not None:
+            return
+        if self.notice_root is None:
+            raise ValueError("no model.public_key and no model.notice_root: notices are off")
+        root = os.path.realpath(self.notice_root)
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
+            raise ValueError(f"{path} is not under model.notice_root ({self.notice_root})")
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

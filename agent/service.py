@@ -124,6 +124,7 @@ class Agent:
             lambda: self.pipeline.model,
             self.pipeline.swap,
             self._model_error,
+            notice_root=config.model.notice_root,
         )
         self.sources = [self._source(i, s) for i, s in enumerate(config.sources)]
         self._collectors()

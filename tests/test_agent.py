@@ -227,10 +227,11 @@ def tamper(bundle: Path) -> None:
 def test_a_tampered_bundle_is_refused_and_the_old_model_keeps_scoring(
     broker, waveform_bundle, bundles, tmp_path
 ):
-    watched = tmp_path / "bundle"
+    watched = tmp_path / "bundles" / "fan"
     shutil.copytree(waveform_bundle, watched)
     subscriber = Subscriber(broker.port, ROOT + "#")
-    agent = AgentProcess(tmp_path, mqtt_body(broker.port), watched)
+    notices = f'notice_root = "{watched.parent}"\n'
+    agent = AgentProcess(tmp_path, mqtt_body(broker.port), watched, model=notices)
     agent.healthy()
     url = f"mqtt://127.0.0.1:{broker.port}/sensors/fan"
     simulate("--to", url, "--duration", "1")
@@ -246,20 +247,29 @@ def test_a_tampered_bundle_is_refused_and_the_old_model_keeps_scoring(
     sha = verify_bundle(waveform_bundle).model_sha256
     assert agent.metric(f'edgewatch_model_info{{name="fan",version="1",sha256="{sha}"}}') == 1
 
-    # A notice on the model topic installs a good bundle.
-    v2 = bundles["fan-2"]
-    manifest_sha = verify_bundle(v2).manifest_sha256
+    # A notice on the model topic installs a good bundle, from under model.notice_root only.
+    manifest_sha = verify_bundle(bundles["fan-2"]).manifest_sha256
     publish = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fleet")
     publish.connect("127.0.0.1", broker.port)
     publish.loop_start()
+    outside = {"path": str(bundles["fan-2"]), "sha256": manifest_sha}
+    publish.publish(ROOT + "model", json.dumps(outside), qos=1).wait_for_publish(5)
+    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="refused"}') == 2)
+    v2 = Path(shutil.copytree(bundles["fan-2"], watched.parent / "fan-2"))
     wrong = {"path": str(v2), "sha256": "0" * 64}
     publish.publish(ROOT + "model", json.dumps(wrong), qos=1).wait_for_publish(5)
-    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="refused"}') == 2)
+    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="refused"}') == 3)
     # Hostile notices are refused and counted; the watcher and the connection carry on.
     nul = {"path": str(v2) + "\0", "sha256": "0" * 64}
-    for hostile in (b"[" * 100_000, json.dumps(nul).encode(), b'{"path": ' + b"1" * 5000 + b"}"):
+    escape = {"path": f"{watched.parent}/../fan-2", "sha256": manifest_sha}
+    for hostile in (
+        b"[" * 100_000,
+        json.dumps(nul).encode(),
+        b'{"path": ' + b"1" * 5000 + b"}",
+        json.dumps(escape).encode(),
+    ):
         publish.publish(ROOT + "model", hostile, qos=1).wait_for_publish(5)
-    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="refused"}') == 5)
+    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="refused"}') == 7)
     health = json.loads(agent.get("/healthz")[1])
     assert health["mqtt_connected"] and set(health["components"].values()) == {"running"}
     right = {"path": str(v2), "sha256": manifest_sha}

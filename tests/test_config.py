@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.cli import main
 from agent.config import ConfigError, credential, load_config, parse_config
@@ -26,10 +27,14 @@ type = "stdout"
 """
 
 
-def test_the_example_config_is_accepted_and_uses_every_section(capsys):
+def test_the_example_config_is_accepted_and_uses_every_section(capsys, tmp_path, monkeypatch):
+    key = tmp_path / "bundle.pub"
+    key.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+    monkeypatch.setenv("EDGEWATCH_MODEL__PUBLIC_KEY", str(key))
     assert main(["check-config", str(EXAMPLE)]) == 0
     assert "ok: 3 sources, 3 sinks" in capsys.readouterr().out
-    config = load_config(EXAMPLE, env={})
+    config = load_config(EXAMPLE)
+    assert config.model.public_key == key
     assert {s.type for s in config.sources} == {"serial", "mqtt", "replay"}
     assert config.topics == "edgewatch/plant-a/gateway-7/"
     assert config.decision.gate is not None and config.http.host == "127.0.0.1"

@@ -13,6 +13,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import AgentConfig, Http, Spool
@@ -109,8 +110,17 @@ def test_install_into_a_root_is_an_edge_install_that_is_idempotent_and_removable
     assert wanted.is_symlink()
     assert config.read_text() == (ROOT / "deploy/agent.example.toml").read_text()
     assert (root / "etc/credstore").stat().st_mode & 0o777 == 0o700
-    checked = subprocess.run(
+    refused = subprocess.run(
         [venv / "bin/edgewatch", "check-config", config], capture_output=True, text=True
+    )
+    assert "model.public_key: cannot read /etc/edgewatch/bundle.pub" in refused.stderr
+    key = tmp_path / "bundle.pub"
+    key.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+    checked = subprocess.run(
+        [venv / "bin/edgewatch", "check-config", config],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EDGEWATCH_MODEL__PUBLIC_KEY": str(key)},
     )
     assert checked.returncode == 0, checked.stderr
     listed = subprocess.run(
