@@ -256,6 +256,8 @@ class AgentConfig(_Frozen):
     spool: Spool = Spool()
     feedback_db: Path = Path("/var/lib/edgewatch/feedback.sqlite")
     http: Http = Http()
+    # Devices whose streaming state is kept; the least recently seen beyond it are forgotten.
+    max_devices: int = Field(default=1000, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -3,10 +3,17 @@
 Every raised alert's feature row is recorded here; a message ``{"alert_id", "label", "note"}`` on
 the feedback topic labels it. ``export`` writes one CSV row per labelled alert: its id, device,
 time, label, note and feature values, ready for ``edgewatch train`` to learn from.
+
+Messages come from the network, so they are bounded: ``offer`` takes them on the network thread
+at most ``RATE`` a second (in bursts of up to ``BURST``) into an inbox of ``INBOX``, dropping and
+counting the rest, and ``run`` writes them on a thread of its own. An alert keeps its latest
+label only.
 """
 
 import csv
 import json
+import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -19,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.alerts import Alert
 
 Label = Literal["anomaly", "normal", "unsure"]
+RATE, BURST, INBOX = 20.0, 100, 1000
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -59,6 +68,38 @@ class FeedbackStore:
         self._db.executescript(_SCHEMA)
         self.accepted = 0
         self.rejected = 0
+        self.dropped = 0
+        self._inbox: queue.Queue[bytes] = queue.Queue(INBOX)
+        self._tokens, self._refilled = float(BURST), time.monotonic()
+
+    def offer(self, payload: bytes) -> None:
+        """Queue a feedback message from the network; dropped and counted beyond the rate or
+        when the inbox is full."""
+        now = time.monotonic()
+        self._tokens = min(BURST, self._tokens + (now - self._refilled) * RATE)
+        self._refilled = now
+        if self._tokens < 1:
+            self.dropped += 1
+            return
+        self._tokens -= 1
+        try:
+            self._inbox.put_nowait(payload)
+        except queue.Full:
+            self.dropped += 1
+
+    def run(self, stop: threading.Event) -> None:
+        """Store what ``offer`` queued until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                payload = self._inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                feedback = self.receive(payload)
+            except FeedbackError as e:
+                log.warning("feedback refused: %s", e)
+                continue
+            log.info("feedback: %s is %s", feedback.alert_id, feedback.label)
 
     def record(self, alert: Alert, names: tuple[str, ...], features: np.ndarray) -> None:
         """Keep a raised alert's feature row, to label later."""
@@ -92,10 +133,18 @@ class FeedbackStore:
             if known is None:
                 self.rejected += 1
                 raise FeedbackError(f"alert_id {feedback.alert_id}: no such alert here")
-            self._db.execute(
-                "INSERT INTO labels VALUES (?, ?, ?, ?)",
-                (feedback.alert_id, feedback.label, feedback.note, time.time()),
-            )
+            try:
+                self._db.execute("BEGIN")
+                self._db.execute("DELETE FROM labels WHERE alert_id = ?", (feedback.alert_id,))
+                self._db.execute(
+                    "INSERT INTO labels VALUES (?, ?, ?, ?)",
+                    (feedback.alert_id, feedback.label, feedback.note, time.time()),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
         self.accepted += 1
         return feedback
 

@@ -1,14 +1,21 @@
-"""``/healthz`` and ``/metrics`` over HTTP, on loopback unless configured otherwise."""
+"""``/healthz`` and ``/metrics`` over HTTP, on loopback unless configured otherwise.
+
+A thread per connection, at most ``max_connections`` at once: a connection beyond them is closed
+at once and counted (``refused``), and one that sends nothing is dropped after ``timeout_s``.
+"""
 
 import json
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from agent.metrics import Registry
 from agent.supervisor import Spawn, thread
 
 Health = Callable[[], tuple[bool, dict[str, object]]]
+Request = socket.socket | tuple[bytes, socket.socket]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -40,12 +47,35 @@ class StatusServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, host: str, port: int, registry: Registry, health: Health, spawn: Spawn = thread
+        self,
+        host: str,
+        port: int,
+        registry: Registry,
+        health: Health,
+        spawn: Spawn = thread,
+        max_connections: int = 8,
+        timeout_s: float = 5.0,
     ) -> None:
-        super().__init__((host, port), _Handler)
+        # The handler's class attribute is the socket timeout of each connection.
+        super().__init__((host, port), type("Handler", (_Handler,), {"timeout": timeout_s}))
         self.registry, self.health = registry, health
+        self.refused = 0
+        self._slots = threading.BoundedSemaphore(max_connections)
         self._spawn = spawn
         self._stop = threading.Event()
+
+    def process_request(self, request: Request, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Request, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def start(self) -> None:
         self._spawn("http", lambda stop: self.serve_forever(), self._stop)

@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -122,8 +122,13 @@ class Pipeline:
         offer_timeout_s: float = 1.0,
         telemetry_interval_s: float = 10.0,
         record: Callable[[Alert, tuple[str, ...], np.ndarray], None] | None = None,
+        max_devices: int = 1000,
     ) -> None:
+        """``max_devices``: the devices whose state is kept; after each batch, the least
+        recently seen beyond it are forgotten (and counted), so names from the network cannot
+        grow memory without a bound."""
         self.decision, self.alerts, self.sinks = decision, alerts, list(sinks)
+        self.max_devices = max_devices
         self.max_batch, self.offer_timeout_s = max_batch, offer_timeout_s
         self.telemetry_interval_s = telemetry_interval_s
         self.record = record
@@ -131,7 +136,7 @@ class Pipeline:
         self.inbox: queue.SimpleQueue[tuple[Block, float]] = queue.SimpleQueue()
         self.model: Model | None = None
         self._next_model: Model | None = None
-        self._devices: dict[str, _Device] = {}
+        self._devices: OrderedDict[str, _Device] = OrderedDict()
         self.heartbeat = time.monotonic()
         self.dropped: Counter[str] = Counter()
         self._metrics(registry or Registry())
@@ -156,6 +161,9 @@ class Pipeline:
         )
         self.model_info = registry.gauge(
             "model_info", "The model in use (value 1)", ("name", "version", "sha256")
+        )
+        self.evicted = registry.counter(
+            "devices_evicted_total", "Devices forgotten, least recently seen, beyond max_devices"
         )
 
     # -- the sources' side ---------------------------------------------------------------------
@@ -226,6 +234,9 @@ class Pipeline:
         features = self._features(model, batch) if batch.devices else None
         if features is not None:
             self._decide(model, batch, features)
+        while len(self._devices) > self.max_devices:
+            self._devices.popitem(last=False)
+            self.evicted.inc()
         return batch
 
     def _apply_swap(self) -> None:
@@ -256,7 +267,9 @@ class Pipeline:
 
     def _device(self, model: Model, name: str) -> _Device:
         device = self._devices.get(name)
-        if device is None:
+        if device is not None:
+            self._devices.move_to_end(name)
+        else:
             spec = model.spec
             device = _Device(Decider(model.policy))
             if spec.kind == "waveform":

@@ -31,7 +31,7 @@ from agent.config import (
     SerialSource,
     StdoutSink,
 )
-from agent.feedback import FeedbackError, FeedbackStore
+from agent.feedback import FeedbackStore
 from agent.framing import Counts
 from agent.http import StatusServer
 from agent.metrics import Registry
@@ -90,7 +90,7 @@ class Agent:
                     topics + "status",
                     self.spool,
                     {
-                        topics + "feedback": self.supervisor.guard("feedback", self._feedback),
+                        topics + "feedback": self.supervisor.guard("feedback", self.feedback.offer),
                         topics + "model": self.supervisor.guard("reload", self._notice),
                     },
                     latency=self.registry.histogram(
@@ -114,6 +114,7 @@ class Agent:
             self.registry,
             telemetry_interval_s=telemetry.telemetry_interval_s if telemetry else 10.0,
             record=self.feedback.record,
+            max_devices=config.max_devices,
         )
         key = load_public_key(config.model.public_key) if config.model.public_key else None
         self.reloader = Reloader(
@@ -130,6 +131,14 @@ class Agent:
         self._collectors()
         self.http = StatusServer(
             config.http.host, config.http.port, self.registry, self.health, self.supervisor.start
+        )
+        http = self.http
+        self.registry.collect(
+            "counter",
+            "http_refused_total",
+            "Status connections closed beyond the server's cap",
+            (),
+            lambda: {(): float(http.refused)},
         )
 
     def _source(self, index: int, config: SerialSource | MqttSource | ReplaySource) -> Source:
@@ -239,7 +248,11 @@ class Agent:
             "feedback_total",
             "Feedback messages, by result",
             ("result",),
-            lambda: {("ok",): float(feedback.accepted), ("refused",): float(feedback.rejected)},
+            lambda: {
+                ("ok",): float(feedback.accepted),
+                ("refused",): float(feedback.rejected),
+                ("dropped",): float(feedback.dropped),
+            },
         )
 
     def health(self) -> tuple[bool, dict[str, object]]:
@@ -260,14 +273,6 @@ class Agent:
             detail["spool_depth"] = self.spool.rows
         return model is not None and not stalled and not down, detail
 
-    def _feedback(self, payload: bytes) -> None:
-        try:
-            feedback = self.feedback.receive(payload)
-        except FeedbackError as e:
-            log.warning("feedback refused: %s", e)
-            return
-        log.info("feedback: %s is %s", feedback.alert_id, feedback.label)
-
     def _notice(self, payload: bytes) -> None:
         self.reloader.notice(payload)
 
@@ -284,6 +289,7 @@ class Agent:
             self.supervisor.start(f"source{i}", source.run, self._sources_stop)
         if self.config.model.watch:
             self.supervisor.start("reload", self.reloader.run, self._watch_stop)
+        self.supervisor.start("feedback", self.feedback.run, self._watch_stop)
         self.http.start()
         interval = watchdog_interval()
         if interval is not None:

@@ -1,12 +1,17 @@
 """Metrics in the Prometheus text format, and systemd's notify protocol over a real socket."""
 
 import socket
+import threading
+import urllib.request
 
 import numpy as np
 import pytest
 
+from agent.http import StatusServer
 from agent.metrics import Registry
 from agent.sdnotify import notify, watchdog_interval
+from agent.supervisor import thread
+from tests.conftest import free_port, wait_for
 
 
 def test_metrics_render_in_the_prometheus_text_format():
@@ -55,3 +60,28 @@ def test_the_watchdog_pings_at_half_its_interval_and_only_for_its_pid():
     assert watchdog_interval({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "1"}) is None
     assert watchdog_interval({"WATCHDOG_USEC": "bad"}) is None
     assert watchdog_interval({}) is None
+
+
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def test_the_status_server_caps_its_connections_and_drops_idle_ones():
+    port = free_port()
+    server = StatusServer("127.0.0.1", port, Registry(), lambda: (True, {}), thread, 4, 2.0)
+    server.start()
+    before = threading.active_count()
+    idle = []
+    for i in range(12):
+        idle.append(socket.create_connection(("127.0.0.1", port)))
+        wait_for(lambda i=i: server.refused == max(0, i - 3), what="the server to take it")
+    assert threading.active_count() <= before + 4
+    # The idle ones time out, and the server answers again.
+    wait_for(lambda: answers(port), what="an answer once the idle connections timed out")
+    for connection in idle:
+        connection.close()
+    server.stop()

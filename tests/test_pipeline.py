@@ -208,3 +208,16 @@ def test_a_process_gate_that_does_not_fit_the_model_is_refused_at_load(waveform_
     with pytest.raises(BundleError, match=r"'nope' is not one of the model's channels \(temp"):
         Model.load(verify_bundle(bundles["pump"]), gate("nope"))
     assert Model.load(verify_bundle(bundles["pump"]), gate("current")).history == 8
+
+
+def test_devices_beyond_the_cap_are_forgotten_least_recently_seen_first(waveform_bundle):
+    pipe = pipeline(waveform_bundle, max_devices=3)
+    chunk = simulate_waveform(Machine(), 0.1, RATE, seed=1).signal[:, :2048]
+    windows = []
+    for i in range(10):
+        kept = Block("kept", i * 2048 / RATE, RATE, chunk)
+        scored = pipe.process([Block(f"passing{i}", 0.0, RATE, chunk), kept])
+        windows.append(len(scored.ends[scored.devices.index("kept")]))
+    assert pipe.registry.value("devices_evicted_total") == 11 - 3
+    # One stream, never cut: 3 windows from the first block, then 4 from each block after it.
+    assert windows == [3] + [4] * 9
