@@ -10,7 +10,11 @@ Three wire formats:
 
 - **Serial frame**: sync ``55 AA`` | length u16 (payload bytes) | sequence u32 | payload (a binary
   block) | CRC-16/CCITT-FALSE u16 over length, sequence and payload. After garbage or a bad
-  frame the decoder resynchronises on the next sync word.
+  frame the decoder resynchronises on the next sync word. Each run of garbage counts once
+  (``garbage``), its bytes apart (``Counts.garbage_bytes``). Its work is bounded per byte
+  received: a line full of sync words, each promising a long frame, would otherwise cost a CRC
+  of that length for every two bytes; candidates beyond ``CRC_WORK`` checked bytes per byte
+  received are refused unchecked (``flood``), which no valid stream comes near.
 
 - **JSON** (MQTT): ``{"device", "ts", "sample_rate", "channels": [names], "values": [[...], ...]}``
   with one list of samples per channel.
@@ -32,6 +36,7 @@ MAGIC = b"EW"
 VERSION = 1
 FLOAT32, INT16 = 1, 2
 MAX_PAYLOAD = 60_000
+CRC_WORK = 8
 MAX_LINE = 4096
 MAX_NAME = 255
 # A block's time and rate must keep every window and row after it within what an alert's
@@ -73,6 +78,7 @@ class Counts:
     accepted: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     gaps: int = 0
+    garbage_bytes: int = 0
 
 
 def crc16(data: bytes) -> int:
@@ -155,9 +161,12 @@ class FrameDecoder:
         self.counts = Counts()
         self._buffer = bytearray()
         self._next: int | None = None
+        self._in_garbage = False
+        self._budget = self._max_budget = CRC_WORK * (_FRAME_HEAD.size + MAX_PAYLOAD + _CRC.size)
 
     def feed(self, data: bytes) -> list[Block]:
         self._buffer += data
+        self._budget = min(self._budget + CRC_WORK * len(data), self._max_budget)
         blocks = []
         buffer = self._buffer
         while True:
@@ -169,6 +178,7 @@ class FrameDecoder:
             self._skip(start)
             if len(buffer) < _FRAME_HEAD.size:
                 break
+            self._in_garbage = False
             _, length, sequence = _FRAME_HEAD.unpack_from(buffer)
             if length > MAX_PAYLOAD:
                 self._reject("oversized")
@@ -176,6 +186,11 @@ class FrameDecoder:
             end = _FRAME_HEAD.size + length + _CRC.size
             if len(buffer) < end:
                 break
+            checked = end - _CRC.size - len(SYNC)
+            if checked > self._budget:
+                self._reject("flood")
+                continue
+            self._budget -= checked
             (crc,) = _CRC.unpack_from(buffer, end - _CRC.size)
             if crc != crc16(bytes(buffer[2 : end - _CRC.size])):
                 self._reject("crc")
@@ -196,7 +211,10 @@ class FrameDecoder:
 
     def _skip(self, count: int) -> None:
         if count > 0:
-            self.counts.rejected["garbage_bytes"] += count
+            if not self._in_garbage:
+                self.counts.rejected["garbage"] += 1
+                self._in_garbage = True
+            self.counts.garbage_bytes += count
             del self._buffer[:count]
 
     def _reject(self, reason: str) -> None:

@@ -179,6 +179,13 @@ class Agent:
         )
         registry.collect(
             "counter",
+            "frames_garbage_bytes_total",
+            "Bytes skipped between frames",
+            ("source",),
+            by_source(lambda c: c.garbage_bytes),
+        )
+        registry.collect(
+            "counter",
             "sequence_gaps_total",
             "Frame sequence numbers missed",
             ("source",),

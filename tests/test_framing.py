@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.framing import (
+    CRC_WORK,
     LATEST_TS,
     MAX_PAYLOAD,
     MAX_RATE,
@@ -73,7 +74,8 @@ def test_frames_survive_any_chunking_and_any_garbage_between_them(items, data):
         assert block.device == device
         np.testing.assert_array_equal(block.samples, samples)
     assert decoder.counts.accepted == len(items) and decoder.counts.gaps == 0
-    assert decoder.counts.rejected["garbage_bytes"] == sum(len(g.replace(SYNC, b"")) for g in noise)
+    assert decoder.counts.garbage_bytes == sum(len(g.replace(SYNC, b"")) for g in noise)
+    assert decoder.counts.rejected["garbage"] <= sum(1 for g in noise if g.replace(SYNC, b""))
 
 
 @given(st.binary(max_size=400))
@@ -247,3 +249,20 @@ def test_any_json_message_is_a_valid_block_or_a_frame_error(fields):
 def test_json_garbage_is_always_a_frame_error(raw):
     with contextlib.suppress(FrameError):
         decode_json(raw)
+
+
+def test_a_flood_of_sync_words_promising_long_frames_costs_bounded_work():
+    # Every four bytes a sync word and a length of 60,000: each a frame candidate.
+    flood = (SYNC + MAX_PAYLOAD.to_bytes(2, "little")) * 100_000
+    good = encode_frame(9, encode_block("pump", 0.0, 10.0, np.ones((1, 4), np.float32)))
+    decoder = FrameDecoder()
+    out = []
+    for at in range(0, len(flood), 4096):
+        out += decoder.feed(flood[at : at + 4096])
+    out += decoder.feed(bytes(MAX_PAYLOAD))
+    received = len(flood) + MAX_PAYLOAD
+    checked = decoder.counts.rejected["crc"] * MAX_PAYLOAD
+    assert checked <= CRC_WORK * received + CRC_WORK * (MAX_PAYLOAD + 10)
+    assert decoder.counts.rejected["flood"] > 10_000 and out == []
+    # Once the flood stops, frames come through again.
+    assert [b.sequence for b in decoder.feed(good)] == [9]

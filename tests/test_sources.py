@@ -71,7 +71,8 @@ def test_serial_binary_frames_with_garbage_between_them(ptys):
     for block, samples in zip(blocks, sent, strict=True):
         np.testing.assert_array_equal(block.samples, samples)
         assert (block.device, block.channels) == ("press", ("x", "y"))
-    assert reader.counts.accepted == 20 and reader.counts.rejected["garbage_bytes"] == 20 * 7
+    assert reader.counts.accepted == 20 and reader.counts.garbage_bytes == 20 * 7
+    assert reader.counts.rejected["garbage"] == 20
     assert reader.counts.gaps == 0
 
 
