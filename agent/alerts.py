@@ -106,6 +106,23 @@ class AlertMaker:
             features=self._drivers(features, errors) if step.state != "cleared" else (),
         )
 
+    def closed_by_restart(self, raised: Alert, now: float) -> Alert:
+        """The ``cleared`` record of an alert left open when the agent last stopped: a restart
+        starts each device's decisions afresh, so what was open is closed, with the score it
+        was raised with."""
+        sequence = self.sequences.get(raised.device, 0) + 1
+        self.sequences[raised.device] = sequence
+        return raised.model_copy(
+            update={
+                "state": "cleared",
+                "sequence": sequence,
+                "ts": _time(now),
+                "reason": "restart",
+                "features": (),
+                "historical": False,
+            }
+        )
+
     def _drivers(
         self, features: np.ndarray | None, errors: np.ndarray | None
     ) -> tuple[Driver, ...]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from functools import partial
 from types import FrameType
 
-from agent.alerts import AlertMaker
+from agent.alerts import Alert, AlertMaker
 from agent.bundle import load_public_key
 from agent.config import (
     AgentConfig,
@@ -116,6 +116,7 @@ class Agent:
             record=self.feedback.record,
             max_devices=config.max_devices,
         )
+        self._close_open_alerts(sinks)
         key = load_public_key(config.model.public_key) if config.model.public_key else None
         self.reloader = Reloader(
             config.model.bundle,
@@ -282,6 +283,21 @@ class Agent:
 
     def _notice(self, payload: bytes) -> None:
         self.reloader.notice(payload)
+
+    def _close_open_alerts(self, sinks: list[Sink]) -> None:
+        """An alert left open by the last run (``kill -9``, a power cut) is cleared, reason
+        ``restart``: decisions start afresh, and nothing remembers what kept it open."""
+        if self.spool is None:
+            return
+        for payload in self.spool.open_alerts():
+            cleared = self.pipeline.alerts.closed_by_restart(
+                Alert.model_validate_json(payload), time.time()
+            )
+            for sink in sinks:
+                sink.send(cleared)
+            log.info(
+                "alert %s of %s cleared: the agent restarted", cleared.alert_id, cleared.device
+            )
 
     def _model_error(self, message: str) -> None:
         if self.forwarder is not None:

@@ -313,3 +313,27 @@ def test_a_missing_bundle_leaves_the_agent_unhealthy_until_it_arrives(waveform_b
     (tmp_path / "staging").rename(later)
     agent.healthy()
     assert (later / MANIFEST).exists() and agent.stop() == 0
+
+
+def test_an_alert_open_at_kill_9_is_cleared_by_the_restart(broker, waveform_bundle, tmp_path):
+    fault = (Fault(kind="outer_race", start=5, end=8, severity=3),)
+    ending_in_a_fault = recording(tmp_path / "fault.npy", 8, fault)
+    subscriber = Subscriber(broker.port, ROOT + "alerts")
+    body = mqtt_body(broker.port, False) + replay_body(ending_in_a_fault)
+    first = AgentProcess(tmp_path, body, waveform_bundle, "first")
+    wait_for(lambda: subscriber.payloads("alerts"), timeout=30, what="the alert raised")
+    wait_for(lambda: first.metric("edgewatch_spool_depth") == 0, what="the alert delivered")
+    first.stop(signal.SIGKILL)
+    (raised,) = subscriber.payloads("alerts")
+    healthy = recording(tmp_path / "healthy.npy", 1)
+    body = mqtt_body(broker.port, False) + replay_body(healthy)
+    second = AgentProcess(tmp_path, body, waveform_bundle, "second")
+    wait_for(lambda: len(subscriber.payloads("alerts")) == 2, what="the alert cleared")
+    cleared = subscriber.payloads("alerts")[1]
+    assert (cleared["state"], cleared["reason"]) == ("cleared", "restart")
+    assert cleared["alert_id"] == raised["alert_id"]
+    assert cleared["sequence"] == raised["sequence"] + 1
+    assert second.stop() == 0
+    third = AgentProcess(tmp_path, body, waveform_bundle, "third")
+    third.healthy()
+    assert third.stop() == 0 and len(subscriber.payloads("alerts")) == 2

@@ -8,7 +8,7 @@ import pytest
 
 from agent.config import Broker, Tls
 from agent.sinks.mqtt import Forwarder
-from agent.sinks.spool import Spool
+from agent.sinks.spool import AlertStep, Spool
 from tests.conftest import Subscriber, wait_for
 
 ROOT = "edgewatch/site/dev/"
@@ -24,7 +24,7 @@ def spooled(tmp_path, rows=1000, size=1 << 20) -> Spool:
 
 def test_the_spool_keeps_order_and_survives_a_reopen(tmp_path):
     spool = spooled(tmp_path)
-    ids = [spool.put("alert", "t", alert(i), 1, ("dev", i)) for i in range(1, 4)]
+    ids = [spool.put("alert", "t", alert(i), 1, AlertStep("dev", i, "raised")) for i in range(1, 4)]
     spool.ack(ids[0])
     spool.close()
     again = spooled(tmp_path)
@@ -160,7 +160,7 @@ import json, os, sys, time
 from pathlib import Path
 from agent.config import Broker
 from agent.sinks.mqtt import Forwarder
-from agent.sinks.spool import Spool
+from agent.sinks.spool import AlertStep, Spool
 
 folder, port = Path(sys.argv[1]), int(sys.argv[2])
 spool = Spool(folder / "spool.sqlite", 100_000, 1 << 30)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from agent.alerts import Alert
-from agent.sinks.spool import Spool
+from agent.sinks.spool import AlertStep, Spool
 
 
 class Sink(Protocol):
@@ -51,7 +51,8 @@ class Spooled:
 
     def send(self, alert: Alert) -> None:
         payload = alert.model_dump_json().encode()
-        self.spool.put("alert", self.topics + "alerts", payload, 1, (alert.device, alert.sequence))
+        step = AlertStep(alert.device, alert.sequence, alert.state)
+        self.spool.put("alert", self.topics + "alerts", payload, 1, step)
         self.notify()
 
     def telemetry(self, device: str, record: dict[str, float | int | str]) -> None:

@@ -7,7 +7,9 @@ over. Commits are synchronous (``synchronous=FULL``) so a power cut does not eit
 The spool is bounded in rows and bytes. When a new message does not fit, the oldest telemetry
 goes first, and only when no telemetry is left the oldest alerts; every drop is counted by kind.
 Messages that were already waiting when a connection came up are *backlog* (``last_id`` then):
-they are delivered late, and an alert among them is marked ``historical``.
+they are delivered late, and an alert among them is marked ``historical``. With each alert the
+spool keeps its device's sequence number and, while it is raised, the alert itself
+(``open_alerts``), so that a restart can close what was open.
 
 A full disk does not stop it. A message that cannot be stored is dropped and counted
 (``unstored``), its transaction rolled back whole. What the spool holds is still delivered: the
@@ -25,9 +27,19 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Kind = Literal["alert", "telemetry"]
+
+
+class AlertStep(NamedTuple):
+    """An alert's place in its device's life: what the spool keeps beside its payload."""
+
+    device: str
+    sequence: int
+    state: str
+
+
 log = logging.getLogger(__name__)
 WAL_PAGES = 64
 RESERVE = 1 << 20
@@ -41,6 +53,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sequences (device TEXT PRIMARY KEY, last INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS open_alerts (device TEXT PRIMARY KEY, payload BLOB NOT NULL);
 """
 
 
@@ -88,22 +101,22 @@ class Spool:
         topic: str,
         payload: bytes,
         qos: int,
-        sequence: tuple[str, int] | None = None,
+        alert: AlertStep | None = None,
     ) -> int:
-        """Store a message (and a device's latest alert sequence number); returns its id, or -1
-        when it was dropped (too large, or the disk refused it)."""
+        """Store a message (with an alert, its device's sequence number and whether it is still
+        open); returns its id, or -1 when it was dropped (too large, or the disk refused it)."""
         with self._lock:
             if len(payload) > self.max_bytes:
                 self.dropped[kind] += 1
                 return -1
-            stored = self._put(kind, topic, payload, qos, sequence)
+            stored = self._put(kind, topic, payload, qos, alert)
             if stored is None:
                 self.unstored[kind] += 1
                 return -1
             return stored
 
     def _put(
-        self, kind: Kind, topic: str, payload: bytes, qos: int, sequence: tuple[str, int] | None
+        self, kind: Kind, topic: str, payload: bytes, qos: int, alert: AlertStep | None
     ) -> int | None:
         try:
             self._db.execute("BEGIN IMMEDIATE")
@@ -112,12 +125,18 @@ class Spool:
                 "INSERT INTO outbox (kind, topic, qos, payload) VALUES (?, ?, ?, ?)",
                 (kind, topic, qos, payload),
             )
-            if sequence is not None:
+            if alert is not None:
                 self._db.execute(
                     "INSERT INTO sequences VALUES (?, ?) "
                     "ON CONFLICT(device) DO UPDATE SET last = excluded.last",
-                    sequence,
+                    (alert.device, alert.sequence),
                 )
+                if alert.state == "raised":
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO open_alerts VALUES (?, ?)", (alert.device, payload)
+                    )
+                else:
+                    self._db.execute("DELETE FROM open_alerts WHERE device = ?", (alert.device,))
             self._db.execute("COMMIT")
         except sqlite3.Error as e:
             # SQLite may have rolled back already (a full disk does that).
@@ -196,6 +215,12 @@ class Spool:
         """The newest message's id (0 for none): what is waiting now is backlog."""
         with self._lock:
             return int(self._db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
+
+    def open_alerts(self) -> list[bytes]:
+        """The alerts raised and not yet cleared when the spool was last written, by device."""
+        with self._lock:
+            rows = self._db.execute("SELECT payload FROM open_alerts ORDER BY device").fetchall()
+        return [bytes(payload) for (payload,) in rows]
 
     def sequences(self) -> dict[str, int]:
         """The last alert sequence number of every device, to carry on from after a restart."""
