@@ -280,7 +280,7 @@ def verify_bundle(path: Path, public_key: Ed25519PublicKey | None = None) -> Bun
     if raw is None:
         raise BundleError(f"{path}: no {MANIFEST}")
     signature = files.pop(SIGNATURE, None)
-    manifest = _parse_manifest(path, raw)
+    manifest = parse_manifest(path, raw)
     listed, present = manifest.files.keys(), files.keys()
     if missing := sorted(listed - present):
         raise BundleError(f"{path}: missing {', '.join(missing)}")
@@ -310,7 +310,9 @@ def _check_signature(path: Path, first: dict[str, bytes], public_key: Ed25519Pub
         raise BundleError(f"{path}: the signature does not match the manifest") from None
 
 
-def _parse_manifest(path: Path, raw: bytes) -> Manifest:
+def parse_manifest(path: Path, raw: bytes) -> Manifest:
+    """The manifest in ``raw``, read from the bundle at ``path``; ``BundleError`` says what is
+    wrong with it."""
     try:
         return Manifest.model_validate(json.loads(raw))
     except ValidationError as e:

@@ -28,6 +28,22 @@ def _bench_kernels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_fuzz(args: argparse.Namespace) -> int:
+    from agent.bench import fuzz
+
+    unknown = sorted(set(args.only) - set(fuzz.PARSERS))
+    if args.inputs < 1 or unknown:
+        print(
+            "edgewatch bench fuzz: --inputs must be at least 1, and --only one of "
+            + ", ".join(fuzz.PARSERS),
+            file=sys.stderr,
+        )
+        return 2
+    result = fuzz.run_all(args.inputs, args.seed, tuple(args.only))
+    print(json.dumps(result) if args.json else fuzz.render(result))
+    return 1 if any(r["escapes"] for r in result.values()) else 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from agent.config import ConfigError, load_config
     from agent.preflight import bundle_problem, problems
@@ -71,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     kernels.add_argument("--json", action="store_true", help="print one JSON object")
     kernels.add_argument("--rounds", type=int, default=30, help="timed rounds (default 30)")
     kernels.set_defaults(handler=_bench_kernels)
+    fuzz = targets.add_parser(
+        "fuzz", help="every parser of hostile input against mutated inputs; exit 1 on an escape"
+    )
+    fuzz.add_argument("--inputs", type=int, default=1_000_000, help="per parser (default 10^6)")
+    fuzz.add_argument("--seed", type=int, default=0, help="of the mutations (default 0)")
+    fuzz.add_argument("--only", nargs="*", default=[], metavar="PARSER", help="these parsers")
+    fuzz.add_argument("--json", action="store_true", help="print one JSON object")
+    fuzz.set_defaults(handler=_bench_fuzz)
     commands_.add(commands)
     for plugin in entry_points(group="edgewatch.commands"):
         plugin.load()(commands, bench, targets)

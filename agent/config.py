@@ -305,11 +305,11 @@ def _override(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         path = name[len(ENV_PREFIX) :].lower().split("__")
         try:
             value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
+        except (ValueError, RecursionError):  # not a TOML value: the text itself
             value = raw
         node: Any = data
         for i, key in enumerate(path[:-1]):
-            step: str | int = int(key) if re.fullmatch(r"\d+", key) else key
+            step: str | int = int(key) if re.fullmatch(r"\d{1,6}", key) else key
             if isinstance(node, list) and isinstance(step, int) and step < len(node):
                 node = node[step]
             elif isinstance(node, dict) and isinstance(step, str):
@@ -317,7 +317,7 @@ def _override(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
             else:
                 raise ConfigError(f"{name}: no {'.'.join(path[: i + 1])} to override")
         last = path[-1]
-        if isinstance(node, list) and re.fullmatch(r"\d+", last) and int(last) < len(node):
+        if isinstance(node, list) and re.fullmatch(r"\d{1,6}", last) and int(last) < len(node):
             node[int(last)] = value
         elif isinstance(node, dict):
             node[last] = value
@@ -332,6 +332,8 @@ def parse_config(text: str, env: Mapping[str, str] | None = None) -> AgentConfig
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"not valid TOML: {e}") from None
+    except (ValueError, RecursionError) as e:  # an integer of too many digits, too deep
+        raise ConfigError(f"not valid TOML: {type(e).__name__}: {e}"[:300]) from None
     data = _override(data, os.environ if env is None else env)
     try:
         return AgentConfig.model_validate(data)
