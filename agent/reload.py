@@ -133,7 +133,7 @@ def parse_notice(payload: bytes) -> tuple[Path, str]:
 
     >>> parse_notice(b'{"path": "/b/v7", "sha256": "' + b"0" * 64 + b'"}')[0]
     PosixPath('/b/v7')
-    >>> parse_notice(b'{"path": "/b/\\u0000", "sha256": "0"}')
+    >>> parse_notice(b'{"path": "/b/\\\\u0000", "sha256": "0"}')
     Traceback (most recent call last):
     ValueError: path must be a path of 1 to 4096 characters without NUL
     """

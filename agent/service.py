@@ -129,18 +129,10 @@ class Agent:
             notice_root=config.model.notice_root,
         )
         self.sources = [self._source(i, s) for i, s in enumerate(config.sources)]
-        self._collectors()
         self.http = StatusServer(
             config.http.host, config.http.port, self.registry, self.health, self.supervisor.start
         )
-        http = self.http
-        self.registry.collect(
-            "counter",
-            "http_refused_total",
-            "Status connections closed beyond the server's cap",
-            (),
-            lambda: {(): float(http.refused)},
-        )
+        self._collectors()
 
     def _source(self, index: int, config: SerialSource | MqttSource | ReplaySource) -> Source:
         if isinstance(config, SerialSource):
@@ -249,6 +241,14 @@ class Agent:
             "Model loads, by result",
             ("result",),
             lambda: {("ok",): float(reloader.loads), ("refused",): float(reloader.failures)},
+        )
+        http = self.http
+        registry.collect(
+            "counter",
+            "http_refused_total",
+            "Status connections closed beyond the server's cap",
+            (),
+            lambda: {(): float(http.refused)},
         )
         feedback = self.feedback
         registry.collect(
