@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.bench.fuzz import PARSERS, mutate
 from agent.bundle import MANIFEST, verify_bundle
 from agent.simulate import Fault, Machine, simulate_waveform
 from tests.conftest import Subscriber, free_port, wait_for
@@ -337,3 +338,41 @@ def test_an_alert_open_at_kill_9_is_cleared_by_the_restart(broker, waveform_bund
     third = AgentProcess(tmp_path, body, waveform_bundle, "third")
     third.healthy()
     assert third.stop() == 0 and len(subscriber.payloads("alerts")) == 2
+
+
+def test_a_storm_of_hostile_messages_leaves_the_agent_scoring(broker, waveform_bundle, tmp_path):
+    body = mqtt_body(broker.port, False) + (
+        '[[sources]]\ntype = "mqtt"\ntopic = "json/#"\nformat = "json"\n'
+        '[[sources]]\ntype = "mqtt"\ntopic = "sensors/#"\nformat = "binary"\n'
+    )
+    agent = AgentProcess(tmp_path, body, waveform_bundle)
+    agent.healthy()
+    storm = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="storm")
+    storm.connect("127.0.0.1", broker.port)
+    storm.loop_start()
+    rng = np.random.default_rng(3)
+    for name, topic in (("json", "json/fan"), ("block", "sensors/fan"), ("notice", ROOT + "model")):
+        for _ in range(500):
+            payload = mutate(rng, PARSERS[name].seeds)
+            storm.publish(topic, payload, qos=1).wait_for_publish(5)
+    storm.publish(ROOT + "feedback", b"[" * 100_000, qos=1).wait_for_publish(5)
+    storm.disconnect()
+
+    def counted(source: str) -> float:
+        rows = agent.get("/metrics")[1].splitlines()
+        return sum(
+            float(row.rsplit(" ", 1)[1])
+            for row in rows
+            if row.startswith(("edgewatch_frames_accepted_total", "edgewatch_frames_rejected"))
+            and f'source="{source}"' in row
+        )
+
+    # Every message is counted, taken or refused by reason.
+    wait_for(lambda: counted("0:mqtt") == 500 and counted("1:mqtt") == 500, what="all counted")
+    url = f"mqtt://127.0.0.1:{broker.port}/sensors/fan"
+    simulate("--to", url, "--duration", "1")
+    wait_for(lambda: agent.metric("edgewatch_windows_scored_total") >= 49, what="scoring")
+    health = json.loads(agent.get("/healthz")[1])
+    assert health["status"] == "ok" and set(health["components"].values()) == {"running"}
+    assert "edgewatch_component_failures_total{" not in agent.get("/metrics")[1]
+    assert agent.stop() == 0
