@@ -113,20 +113,49 @@ _MANIFEST = json.dumps(
         "files": {"model.onnx": "0" * 64},
     }
 ).encode()
-_CONFIG = b"""site = "a"
-device = "g"
+
+# A config with sources and sinks of every type, a broker and a decision with a gate.
+_CONFIG = b"""site = "plant-a"
+device = "gateway-7"
+max_devices = 50
 [model]
-bundle = "/b.tar"
+bundle = "/var/lib/edgewatch/bundle.tar"
+threads = 1
+[[sources]]
+type = "mqtt"
+topic = "sensors/#"
+format = "json"
 [[sources]]
 type = "serial"
-device = "pump"
 port = "/dev/ttyUSB0"
+device = "pump"
 channels = ["x"]
 sample_rate = 1000
+format = "csv"
+[[sources]]
+type = "replay"
+path = "/r.csv"
+device = "press"
+channels = ["x", "y"]
+sample_rate = 25600
+speed = "max"
 [[sinks]]
-type = "stdout"
+type = "mqtt"
+telemetry = true
+[[sinks]]
+type = "jsonl"
+path = "/tmp/alerts.jsonl"
+[mqtt]
+host = "broker.local"
+port = 8883
+reconnect_max_s = 3
 [decision]
 warning = 2.5
+n = 3
+m = 5
+[decision.gate]
+type = "rms"
+floor = 0.01
 """
 
 PARSERS = {
