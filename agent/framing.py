@@ -116,8 +116,8 @@ def decode_block(payload: bytes) -> Block:
         raise FrameError("bad_header", f"unknown sample type {dtype}")
     if channels == 0 or n == 0:
         raise FrameError("bad_header", "a block needs at least one channel and one sample")
-    if not (math.isfinite(scale) and scale > 0):
-        raise FrameError("bad_header", "the scale must be finite and above 0")
+    if not math.isfinite(scale):
+        raise FrameError("bad_header", "the scale must be finite")
     _check_time(ts, rate)
     at = _BLOCK_HEAD.size
     length = payload[at]

@@ -132,7 +132,7 @@ def huge_scale() -> bytes:
         (encode_block("d", 1e12, 1, np.ones((1, 1), np.float32)), "bad_time"),
         (encode_block("d", -1, 1, np.ones((1, 1), np.float32)), "bad_time"),
         (encode_block("d", np.nan, 1, np.ones((1, 1), np.float32)), "bad_time"),
-        (encode_block("d", 0, 1, np.ones((1, 1), np.float32), scale=-1.0), "bad_header"),
+        (encode_block("d", 0, 1, np.ones((1, 1), np.float32), scale=np.inf), "bad_header"),
         (huge_scale(), "not_finite"),
     ],
 )
