@@ -80,7 +80,10 @@ class Spool:
         # from its start, so on a disk that fills up later, deletes and inserts find room in it.
         self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
         self._db.executescript(_SCHEMA)
-        self._count()
+        rows, size = self._db.execute(
+            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox"
+        ).fetchone()
+        self.rows, self.bytes = int(rows), int(size)
         self._reserve = path.with_name(path.name + ".reserve")
         try:
             with self._reserve.open("wb") as reserve:
@@ -88,12 +91,6 @@ class Spool:
         except OSError as e:
             log.warning("spool: no room for a reserve of %d bytes: %s", RESERVE, e)
             self._reserve.unlink(missing_ok=True)
-
-    def _count(self) -> None:
-        rows, size = self._db.execute(
-            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox"
-        ).fetchone()
-        self.rows, self.bytes = int(rows), int(size)
 
     def put(
         self,
