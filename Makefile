@@ -42,14 +42,14 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy kernels agent
+	$(VENV)/bin/mypy -p edgewatch.kernels -p edgewatch.agent
 
 test: setup debs lint
 	$(VENV)/bin/pytest -q
 
 # What a gateway can run on itself: every test but those of tests/train/, which need [train].
 test-edge: $(EDGE_STAMP) debs
-	$(EDGE_VENV)/bin/pytest -q --ignore=tests/train tests kernels agent
+	$(EDGE_VENV)/bin/pytest -q --ignore=tests/train --ignore=edgewatch/export tests edgewatch
 
 bench: setup
 	$(VENV)/bin/edgewatch bench kernels

@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.bundle import Bundle
-from agent.decision import Severity, State, Transition
+from edgewatch.agent.bundle import Bundle
+from edgewatch.agent.decision import Severity, State, Transition
 
 TOP_FEATURES = 5
 Measure = Literal["z", "reconstruction_error"]

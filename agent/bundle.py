@@ -32,8 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from agent.calibration import ScoreScale
-from agent.features import FeatureSpec
+from edgewatch.agent.calibration import ScoreScale
+from edgewatch.agent.features import FeatureSpec
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points, version
 from pathlib import Path
 
-from agent import commands as commands_
+from edgewatch.agent import commands as commands_
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -21,7 +21,7 @@ def _bench_kernels(args: argparse.Namespace) -> int:
     if args.rounds < 1:
         print("edgewatch bench kernels: --rounds must be at least 1", file=sys.stderr)
         return 2
-    from agent.bench import kernels
+    from edgewatch.agent.bench import kernels
 
     result = kernels.run(rounds=args.rounds)
     print(json.dumps(result) if args.json else kernels.render(result))
@@ -29,7 +29,7 @@ def _bench_kernels(args: argparse.Namespace) -> int:
 
 
 def _bench_fuzz(args: argparse.Namespace) -> int:
-    from agent.bench import fuzz
+    from edgewatch.agent.bench import fuzz
 
     unknown = sorted(set(args.only) - set(fuzz.PARSERS))
     if args.inputs < 1 or unknown:
@@ -45,8 +45,8 @@ def _bench_fuzz(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from agent.config import ConfigError, load_config
-    from agent.preflight import bundle_problem, problems
+    from edgewatch.agent.config import ConfigError, load_config
+    from edgewatch.agent.preflight import bundle_problem, problems
 
     try:
         config = load_config(args.file)

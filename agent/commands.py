@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent.config import AgentConfig, ConfigError, Decision, load_config
+from edgewatch.agent.config import AgentConfig, ConfigError, Decision, load_config
 
 
 def _fail(command: str, message: str) -> int:
@@ -27,11 +27,11 @@ def _config(command: str, path: Path) -> AgentConfig | int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent import logs
-    from agent.bundle import BundleError
-    from agent.preflight import problems
-    from agent.service import Agent
-    from agent.sources.replay import RecordingError
+    from edgewatch.agent import logs
+    from edgewatch.agent.bundle import BundleError
+    from edgewatch.agent.preflight import problems
+    from edgewatch.agent.service import Agent
+    from edgewatch.agent.sources.replay import RecordingError
 
     config = _config("run", args.config)
     if isinstance(config, int):
@@ -57,12 +57,12 @@ def speed(text: str) -> float | None:
 
 
 def replay(args: argparse.Namespace) -> int:
-    from agent.alerts import AlertMaker
-    from agent.bundle import BundleError, load_public_key, verify_bundle
-    from agent.pipeline import Model, Pipeline
-    from agent.sinks.outputs import Lines
-    from agent.sources.replay import RecordingError, ReplayReader, load_recording
-    from kernels import runtime
+    from edgewatch.agent.alerts import AlertMaker
+    from edgewatch.agent.bundle import BundleError, load_public_key, verify_bundle
+    from edgewatch.agent.pipeline import Model, Pipeline
+    from edgewatch.agent.sinks.outputs import Lines
+    from edgewatch.agent.sources.replay import RecordingError, ReplayReader, load_recording
+    from edgewatch.kernels import runtime
 
     decision, site = Decision(), "replay"
     if args.config is not None:
@@ -104,7 +104,7 @@ def replay(args: argparse.Namespace) -> int:
 def _fault(text: str) -> object:
     from pydantic import ValidationError
 
-    from agent.simulate import Fault
+    from edgewatch.agent.simulate import Fault
 
     parts = text.split(":")
     if len(parts) not in (3, 4):
@@ -117,8 +117,13 @@ def _fault(text: str) -> object:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from agent.emit import Blocks, TargetError, send
-    from agent.simulate import PROCESS_CHANNELS, Machine, simulate_process, simulate_waveform
+    from edgewatch.agent.emit import Blocks, TargetError, send
+    from edgewatch.agent.simulate import (
+        PROCESS_CHANNELS,
+        Machine,
+        simulate_process,
+        simulate_waveform,
+    )
 
     waveform = args.kind == "waveform"
     rate = args.rate or (25600.0 if waveform else 1.0)
@@ -147,10 +152,10 @@ def simulate(args: argparse.Namespace) -> int:
 def warmup(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from agent.features import FeatureSpec, Featurizer
-    from agent.simulate import Machine
-    from kernels import native
-    from kernels.cache import cache_dir
+    from edgewatch.agent.features import FeatureSpec, Featurizer
+    from edgewatch.agent.simulate import Machine
+    from edgewatch.kernels import native
+    from edgewatch.kernels.cache import cache_dir
 
     began = time.perf_counter()
     machine = Machine()
@@ -191,7 +196,7 @@ def warmup(args: argparse.Namespace) -> int:
 
 
 def feedback_export(args: argparse.Namespace) -> int:
-    from agent.feedback import FeedbackStore
+    from edgewatch.agent.feedback import FeedbackStore
 
     path = args.db
     if args.config is not None:

@@ -30,8 +30,8 @@ from typing import Literal
 
 import numpy as np
 
-from agent.bundle import Thresholds
-from agent.config import Decision
+from edgewatch.agent.bundle import Thresholds
+from edgewatch.agent.config import Decision
 
 State = Literal["raised", "escalated", "cleared"]
 Severity = Literal["warning", "critical"]

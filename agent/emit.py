@@ -19,9 +19,9 @@ from typing import Literal
 import numpy as np
 import serial
 
-from agent.config import Broker
-from agent.framing import encode_block, encode_frame
-from agent.mqtt import make_client
+from edgewatch.agent.config import Broker
+from edgewatch.agent.framing import encode_block, encode_frame
+from edgewatch.agent.mqtt import make_client
 
 Format = Literal["json", "binary", "csv"]
 

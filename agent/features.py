@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from kernels import runtime
-from kernels.layout import (
+from edgewatch.kernels import runtime
+from edgewatch.kernels.layout import (
     ENVELOPE_FEATURES,
     ROLLING_FEATURES,
     SPECTRAL_FEATURES,

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.alerts import Alert
+from edgewatch.agent.alerts import Alert
 
 Label = Literal["anomaly", "normal", "unsure"]
 RATE, BURST, INBOX = 20.0, 100, 1000

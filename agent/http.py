@@ -11,8 +11,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from agent.metrics import Registry
-from agent.supervisor import Spawn, thread
+from edgewatch.agent.metrics import Registry
+from edgewatch.agent.supervisor import Spawn, thread
 
 Health = Callable[[], tuple[bool, dict[str, object]]]
 Request = socket.socket | tuple[bytes, socket.socket]

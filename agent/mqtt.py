@@ -6,7 +6,7 @@ import ssl
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from agent.config import Broker, credential
+from edgewatch.agent.config import Broker, credential
 
 
 def make_client(

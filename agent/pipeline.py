@@ -25,16 +25,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.alerts import Alert, AlertMaker
-from agent.bundle import Bundle, BundleError
-from agent.config import Decision, ProcessGate, RmsGate
-from agent.decision import Decider, Policy
-from agent.features import FeatureError, FeatureSpec, Featurizer
-from agent.framing import Block
-from agent.metrics import Registry
-from agent.scorer import Scorer
-from agent.sinks.outputs import Sink
-from agent.windows import Windower
+from edgewatch.agent.alerts import Alert, AlertMaker
+from edgewatch.agent.bundle import Bundle, BundleError
+from edgewatch.agent.config import Decision, ProcessGate, RmsGate
+from edgewatch.agent.decision import Decider, Policy
+from edgewatch.agent.features import FeatureError, FeatureSpec, Featurizer
+from edgewatch.agent.framing import Block
+from edgewatch.agent.metrics import Registry
+from edgewatch.agent.scorer import Scorer
+from edgewatch.agent.sinks.outputs import Sink
+from edgewatch.agent.windows import Windower
 
 log = logging.getLogger(__name__)
 SCORE_BUCKETS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0)

@@ -6,9 +6,9 @@ other. Each problem is one line, ``field: message``.
 import socket
 from pathlib import Path
 
-from agent.bundle import BundleError, load_public_key, verify_bundle
-from agent.config import AgentConfig, JsonlSink, MqttSink
-from agent.pipeline import Model
+from edgewatch.agent.bundle import BundleError, load_public_key, verify_bundle
+from edgewatch.agent.config import AgentConfig, JsonlSink, MqttSink
+from edgewatch.agent.pipeline import Model
 
 
 def problems(config: AgentConfig) -> list[str]:

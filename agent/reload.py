@@ -21,9 +21,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.bundle import MANIFEST, BundleError, verify_bundle
-from agent.config import Decision
-from agent.pipeline import Model, same_input
+from edgewatch.agent.bundle import MANIFEST, BundleError, verify_bundle
+from edgewatch.agent.config import Decision
+from edgewatch.agent.pipeline import Model, same_input
 
 log = logging.getLogger(__name__)
 SHA256 = re.compile(r"[0-9a-f]{64}")

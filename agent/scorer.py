@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from agent.bundle import Bundle, BundleError, ModelInfo, Tensor
+from edgewatch.agent.bundle import Bundle, BundleError, ModelInfo, Tensor
 
 _ORT_TYPES = {"float32": "tensor(float)"}
 

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from functools import partial
 from types import FrameType
 
-from agent.alerts import Alert, AlertMaker
-from agent.bundle import load_public_key
-from agent.config import (
+from edgewatch.agent.alerts import Alert, AlertMaker
+from edgewatch.agent.bundle import load_public_key
+from edgewatch.agent.config import (
     AgentConfig,
     JsonlSink,
     MqttSink,
@@ -31,21 +31,21 @@ from agent.config import (
     SerialSource,
     StdoutSink,
 )
-from agent.feedback import FeedbackStore
-from agent.framing import Counts
-from agent.http import StatusServer
-from agent.metrics import Registry
-from agent.pipeline import Pipeline
-from agent.reload import Reloader
-from agent.sdnotify import notify, watchdog_interval
-from agent.sinks.mqtt import Forwarder
-from agent.sinks.outputs import Lines, Sink, Spooled
-from agent.sinks.spool import Spool
-from agent.sources.mqtt import MqttReader
-from agent.sources.replay import ReplayReader, load_recording
-from agent.sources.serial import SerialReader
-from agent.supervisor import Supervisor
-from kernels import runtime
+from edgewatch.agent.feedback import FeedbackStore
+from edgewatch.agent.framing import Counts
+from edgewatch.agent.http import StatusServer
+from edgewatch.agent.metrics import Registry
+from edgewatch.agent.pipeline import Pipeline
+from edgewatch.agent.reload import Reloader
+from edgewatch.agent.sdnotify import notify, watchdog_interval
+from edgewatch.agent.sinks.mqtt import Forwarder
+from edgewatch.agent.sinks.outputs import Lines, Sink, Spooled
+from edgewatch.agent.sinks.spool import Spool
+from edgewatch.agent.sources.mqtt import MqttReader
+from edgewatch.agent.sources.replay import ReplayReader, load_recording
+from edgewatch.agent.sources.serial import SerialReader
+from edgewatch.agent.supervisor import Supervisor
+from edgewatch.kernels import runtime
 
 log = logging.getLogger(__name__)
 STALLED_S = 10.0
@@ -71,7 +71,6 @@ class Agent:
             "kernels_info", "The compiled form of the kernels in use (value 1)", ("form",)
         ).set(1, self.kernels.form)
         self.started = time.monotonic()
-        self.stopping = threading.Event()
         self._sources_stop = threading.Event()
         self._pipeline_stop = threading.Event()
         self._watch_stop = threading.Event()
@@ -348,14 +347,22 @@ class Agent:
         self.feedback.close()
 
     def run(self) -> int:
-        """Run until SIGTERM or SIGINT."""
+        """Run until SIGTERM or SIGINT.
+
+        The kernel may hand the signal to any thread, and Python runs its handler only when the
+        main thread next runs bytecode: so the main thread sleeps in short naps, never in a wait
+        without end, and the handler takes no lock (an Event's could be held by the very code
+        it interrupts).
+        """
+        requested: list[int] = []
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
-            self.stopping.set()
+            requested.append(signum)
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
         self.start()
-        self.stopping.wait()
+        while not requested:
+            time.sleep(0.2)
         self.stop()
         return 0

@@ -12,9 +12,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.features import Bearing
-from agent.windows import frame
-from kernels.layout import bearing_frequencies
+from edgewatch.agent.features import Bearing
+from edgewatch.agent.windows import frame
+from edgewatch.kernels.layout import bearing_frequencies
 
 MachineFault = Literal["outer_race", "inner_race", "ball", "imbalance", "misalignment", "looseness"]
 SensorFault = Literal["dropout", "spike", "stuck", "saturation"]

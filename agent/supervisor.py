@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec
 
-from agent.metrics import Registry
+from edgewatch.agent.metrics import Registry
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")

@@ -77,10 +77,13 @@ do_install() {
         "$python" -m venv "$venv"
     fi
     echo "installing edgewatch from $source_spec"
+    # pip builds a source tree in place, and setuptools would pack whatever an older build left
+    # in build/ (modules since removed or moved) into the new install.
+    if [ "$source_spec" = "$here" ]; then rm -rf "$here/build"; fi
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$source_spec"
     # edgewatch warmup compiles the native kernels at the first start; without them the agent
     # runs Numba's JIT kernels, which keep about 110 MB more in memory.
-    missing=$("$venv/bin/python" -c 'from kernels.native import missing_tools; print(missing_tools() or "")')
+    missing=$("$venv/bin/python" -c 'from edgewatch.kernels.native import missing_tools; print(missing_tools() or "")')
     if [ -n "$missing" ]; then
         echo "warning: $missing: the agent will run the JIT kernels, about 110 MB larger;" \
             "apt install gcc g++ python3-dev" >&2

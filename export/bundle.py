@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from agent.bundle import MANIFEST, SIGNATURE, Bundle, BundleError, Manifest, verify_bundle
+from edgewatch.agent.bundle import MANIFEST, SIGNATURE, Bundle, BundleError, Manifest, verify_bundle
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

@@ -5,8 +5,8 @@ Both use onnxruntime's scores on validation rows, the scores the gateway will se
 
 import numpy as np
 
-from agent.bundle import Thresholds
-from agent.calibration import ScoreScale
+from edgewatch.agent.bundle import Thresholds
+from edgewatch.agent.calibration import ScoreScale
 
 LEVEL_STEP = 0.25
 DEFAULT_BUDGET = (0.01, 0.001)

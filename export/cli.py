@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.commands import speed
+from edgewatch.agent.commands import speed
 
 INSTALL_HINT = "pip install 'edgewatch[train]'"
 
@@ -113,7 +113,7 @@ def _progress(quiet: bool) -> Callable[[str], None]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from export import demo
+    from edgewatch.export import demo
 
     def show(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -126,9 +126,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from export.bundle import load_private_key
-    from export.config import load_config
-    from export.train import train
+    from edgewatch.export.bundle import load_private_key
+    from edgewatch.export.config import load_config
+    from edgewatch.export.train import train
 
     config = load_config(args.config)
     key = load_private_key(args.sign_key) if args.sign_key else None
@@ -139,11 +139,11 @@ def _train(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     if args.rounds < 1:
         raise ValueError("--rounds must be at least 1")
-    from export.bench.pipeline import Sensor
+    from edgewatch.export.bench.pipeline import Sensor
 
     sensor = Sensor(args.rate, args.window, args.hop, args.axes, args.model)
     sensor.training()
-    from export.bench import summary
+    from edgewatch.export.bench import summary
 
     result = summary.run(sensor, args.rounds)
     print(json.dumps(result) if args.json else summary.render(result))
@@ -153,7 +153,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _bench_scoring(args: argparse.Namespace) -> int:
     if args.rounds < 100:
         raise ValueError("--rounds must be at least 100, for a p99")
-    from export.bench import scoring
+    from edgewatch.export.bench import scoring
 
     result = scoring.run(rounds=args.rounds)
     print(json.dumps(result) if args.json else scoring.render(result))
@@ -163,7 +163,7 @@ def _bench_scoring(args: argparse.Namespace) -> int:
 def _bench_pipeline(args: argparse.Namespace) -> int:
     if args.rounds < 1:
         raise ValueError("--rounds must be at least 1")
-    from export.bench import pipeline
+    from edgewatch.export.bench import pipeline
 
     result = pipeline.run(rounds=args.rounds)
     print(json.dumps(result) if args.json else pipeline.render(result))
@@ -174,7 +174,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if (args.protocol is None) == (args.bundle is None):
         raise ValueError("give either --protocol or --bundle")
     if args.protocol == "skab":
-        from export import skab
+        from edgewatch.export import skab
 
         if args.files is not None and args.files < 1:
             raise ValueError("--files must be at least 1")
@@ -188,7 +188,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         result = skab.run(args.data, names, args.files, _progress(args.quiet))
         print(json.dumps(result) if args.json else skab.render(result))
         return 0
-    from export.evaluate import evaluate_bundle, render
+    from edgewatch.export.evaluate import evaluate_bundle, render
 
     result = evaluate_bundle(args.bundle, args.data, args.label, args.report)
     print(json.dumps(result) if args.json else render(result))

@@ -22,11 +22,11 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agent.bundle import Name
-from agent.features import FeatureSpec
-from agent.simulate import Fault, Machine
-from export.detectors.params import DetectorParams
-from export.parity import DEFAULT_TOLERANCE
+from edgewatch.agent.bundle import Name
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.simulate import Fault, Machine
+from edgewatch.export.detectors.params import DetectorParams
+from edgewatch.export.parity import DEFAULT_TOLERANCE
 
 
 class ConfigError(ValueError):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.features import FeatureSpec, featurize
-from agent.simulate import Simulation
-from agent.windows import frame
+from edgewatch.agent.features import FeatureSpec, featurize
+from edgewatch.agent.simulate import Simulation
+from edgewatch.agent.windows import frame
 
 TIMESTAMP_NAMES = ("timestamp", "datetime", "time", "ts", "date")
 SKAB_GROUPS = ("valve1", "valve2", "other")
@@ -78,7 +78,8 @@ def load_csv(
             delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t| ").delimiter
         except csv.Error:
             raise DataError(f"{path}: cannot tell the delimiter; give it") from None
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    # newline="": the csv module reads line ends itself, a lone "\r" among them.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [h.strip() for h in next(reader, [])]
     if not header:
         raise DataError(f"{path}: empty file")

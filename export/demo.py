@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.alerts import Alert, AlertMaker
-from agent.config import Decision
-from agent.features import FeatureSpec
-from agent.framing import Block
-from agent.pipeline import Model, Pipeline
-from agent.simulate import Fault, Machine, simulate_waveform
-from agent.sinks.outputs import Lines
-from export.config import SimulatedData, TrainConfig
-from export.detectors.params import IsolationForestParams
-from export.train import train
+from edgewatch.agent.alerts import Alert, AlertMaker
+from edgewatch.agent.config import Decision
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.framing import Block
+from edgewatch.agent.pipeline import Model, Pipeline
+from edgewatch.agent.simulate import Fault, Machine, simulate_waveform
+from edgewatch.agent.sinks.outputs import Lines
+from edgewatch.export.config import SimulatedData, TrainConfig
+from edgewatch.export.detectors.params import IsolationForestParams
+from edgewatch.export.train import train
 
 SAMPLE_RATE = 25600.0
 CHANNELS = ("x", "y", "z")

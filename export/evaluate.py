@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from agent.bundle import Manifest, verify_bundle
-from agent.scorer import Scorer
-from export.datasets import DataError, Dataset, features, load_csv
-from export.metrics import event_metrics, point_metrics
-from export.report import write_report
-from export.train import inputs_of
+from edgewatch.agent.bundle import Manifest, verify_bundle
+from edgewatch.agent.scorer import Scorer
+from edgewatch.export.datasets import DataError, Dataset, features, load_csv
+from edgewatch.export.metrics import event_metrics, point_metrics
+from edgewatch.export.report import write_report
+from edgewatch.export.train import inputs_of
 
 
 def _seconds_per_row(manifest: Manifest, data: Dataset) -> float:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from agent.bundle import Parity
+from edgewatch.agent.bundle import Parity
 
 DEFAULT_TOLERANCE = 1e-4
 

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from export.metrics import runs
+from edgewatch.export.metrics import runs
 
 
 def timeline(

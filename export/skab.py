@@ -31,14 +31,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from agent.decision import Decider, Policy
-from agent.features import FeatureSpec, Rolling, featurize
-from agent.scorer import open_session
-from export.calibrate import fit_scale
-from export.datasets import SKAB_CHANNELS, Dataset, load_skab
-from export.detectors import build
-from export.detectors.base import Progress, quiet
-from export.detectors.params import (
+from edgewatch.agent.decision import Decider, Policy
+from edgewatch.agent.features import FeatureSpec, Rolling, featurize
+from edgewatch.agent.scorer import open_session
+from edgewatch.export.calibrate import fit_scale
+from edgewatch.export.datasets import SKAB_CHANNELS, Dataset, load_skab
+from edgewatch.export.detectors import build
+from edgewatch.export.detectors.base import Progress, quiet
+from edgewatch.export.detectors.params import (
     AutoencoderParams,
     DetectorParams,
     EnsembleParams,
@@ -50,10 +50,10 @@ from export.detectors.params import (
     PcaParams,
     SequenceAutoencoderParams,
 )
-from export.metrics import Confusion
-from export.onnxgraph import INPUT
-from export.parity import compare
-from export.train import sequences
+from edgewatch.export.metrics import Confusion
+from edgewatch.export.onnxgraph import INPUT
+from edgewatch.export.parity import compare
+from edgewatch.export.train import sequences
 
 TRAIN_ROWS = 400
 SOURCE = "SOURCE.md"

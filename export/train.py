@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.bundle import (
+from edgewatch.agent.bundle import (
     SCHEMA_VERSION,
     Bundle,
     FeatureStats,
@@ -20,18 +20,26 @@ from agent.bundle import (
     Tensor,
     Training,
 )
-from agent.features import FeatureSpec
-from agent.scorer import open_session
-from agent.simulate import PROCESS_CHANNELS, simulate_process, simulate_waveform
-from export.bundle import digest, write_bundle
-from export.calibrate import budget_thresholds, f1_thresholds, fit_scale
-from export.config import CsvData, NpyData, SimulatedData, TrainConfig
-from export.datasets import Dataset, Features, features, from_simulation, load_csv, load_npy, split
-from export.detectors import build
-from export.detectors.base import Detector, Progress, quiet
-from export.metrics import point_metrics
-from export.onnxgraph import FEATURE_ERROR, INPUT, SCORE
-from export.parity import compare, with_flips
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.scorer import open_session
+from edgewatch.agent.simulate import PROCESS_CHANNELS, simulate_process, simulate_waveform
+from edgewatch.export.bundle import digest, write_bundle
+from edgewatch.export.calibrate import budget_thresholds, f1_thresholds, fit_scale
+from edgewatch.export.config import CsvData, NpyData, SimulatedData, TrainConfig
+from edgewatch.export.datasets import (
+    Dataset,
+    Features,
+    features,
+    from_simulation,
+    load_csv,
+    load_npy,
+    split,
+)
+from edgewatch.export.detectors import build
+from edgewatch.export.detectors.base import Detector, Progress, quiet
+from edgewatch.export.metrics import point_metrics
+from edgewatch.export.onnxgraph import FEATURE_ERROR, INPUT, SCORE
+from edgewatch.export.parity import compare, with_flips
 
 MODEL_FILE = "model.onnx"
 LIBRARIES = (

@@ -27,7 +27,7 @@ BUNDLES = Path(__file__).resolve().parent / "bundles"
 def native_kernels() -> Path:
     """The native kernels, built as ``edgewatch warmup`` builds them: agents that the tests start
     run what a gateway runs."""
-    from kernels import native
+    from edgewatch.kernels import native
 
     return native.build()
 
@@ -35,7 +35,7 @@ def native_kernels() -> Path:
 @pytest.fixture(scope="module", params=["jit", "native"])
 def kernel_form(request):  # type: ignore[no-untyped-def]
     """Each compiled form of the kernels in turn, for the featurizers a test creates."""
-    from kernels import runtime
+    from edgewatch.kernels import runtime
 
     kernels = runtime.select(1 if request.param == "native" else None)
     assert kernels.form == request.param, kernels.why
@@ -46,7 +46,7 @@ def kernel_form(request):  # type: ignore[no-untyped-def]
 def edgewatch(*args, check: bool = True) -> subprocess.CompletedProcess[str]:
     """The ``edgewatch`` command, run as a user would, in this interpreter."""
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *map(str, args)],
+        [sys.executable, "-m", "edgewatch.agent.cli", *map(str, args)],
         capture_output=True,
         text=True,
         check=check,

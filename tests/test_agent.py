@@ -18,9 +18,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.bench.fuzz import PARSERS, mutate
-from agent.bundle import MANIFEST, verify_bundle
-from agent.simulate import Fault, Machine, simulate_waveform
+from edgewatch.agent.bench.fuzz import PARSERS, mutate
+from edgewatch.agent.bundle import MANIFEST, verify_bundle
+from edgewatch.agent.simulate import Fault, Machine, simulate_waveform
 from tests.conftest import Subscriber, free_port, wait_for
 
 ROOT = "edgewatch/plant/gw1/"
@@ -46,7 +46,7 @@ class AgentProcess:
         )
         self.log = (tmp_path / f"{name}.log").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "--config", str(self.config)],
+            [sys.executable, "-m", "edgewatch.agent.cli", "run", "--config", str(self.config)],
             stdout=subprocess.PIPE,
             stderr=self.log,
         )
@@ -92,7 +92,7 @@ def mqtt_body(port: int, source: bool = True) -> str:
 
 def simulate(*args: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "agent.cli", "simulate", "--speed", "max", *args],
+        [sys.executable, "-m", "edgewatch.agent.cli", "simulate", "--speed", "max", *args],
         check=True,
         capture_output=True,
     )
@@ -144,8 +144,8 @@ def test_simulated_sensor_over_mqtt_to_alerts_on_mqtt(broker, waveform_bundle, t
     wait_for(lambda: subscriber.payloads("status")[-1] == "offline", what="offline on SIGTERM")
     out = tmp_path / "labels.csv"
     subprocess.run(
-        [sys.executable, "-m", "agent.cli", "feedback", "export", "--config", agent.config,
-         "--out", out],
+        [sys.executable, "-m", "edgewatch.agent.cli", "feedback", "export",
+         "--config", agent.config, "--out", out],
         check=True, capture_output=True,
     )  # fmt: skip
     (row,) = csv.DictReader(out.open())
@@ -295,7 +295,7 @@ def test_run_refuses_a_bad_config_with_one_line_per_problem(tmp_path, body, mess
     config = tmp_path / "agent.toml"
     config.write_text(f'site = "s"\ndevice = "d"\n[model]\nbundle = "{tmp_path}"\n{body}')
     result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "run", "--config", config],
+        [sys.executable, "-m", "edgewatch.agent.cli", "run", "--config", config],
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

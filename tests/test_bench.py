@@ -7,12 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from agent.bench import kernels as bench
-from agent.bench.numpy_features import numpy_features
-from agent.bench.timing import interleaved_medians, steady_heap
-from agent.cli import main
-from agent.features import FeatureSpec, featurize
-from agent.simulate import Fault, Machine, simulate_waveform
+from edgewatch.agent.bench import kernels as bench
+from edgewatch.agent.bench.numpy_features import numpy_features
+from edgewatch.agent.bench.timing import interleaved_medians, steady_heap
+from edgewatch.agent.cli import main
+from edgewatch.agent.features import FeatureSpec, featurize
+from edgewatch.agent.simulate import Fault, Machine, simulate_waveform
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -66,7 +66,16 @@ def test_steady_heap_is_set_on_glibc():
 
 def test_bench_kernels_json_has_every_figure():
     out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "bench", "kernels", "--json", "--rounds", "2"],
+        [
+            sys.executable,
+            "-m",
+            "edgewatch.agent.cli",
+            "bench",
+            "kernels",
+            "--json",
+            "--rounds",
+            "2",
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.cli import main
-from agent.config import ConfigError, credential, load_config, parse_config
+from edgewatch.agent.cli import main
+from edgewatch.agent.config import ConfigError, credential, load_config, parse_config
 from tests.conftest import edgewatch
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "agent.example.toml"

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.bundle import Thresholds
-from agent.config import Decision
-from agent.decision import Decider, Policy
+from edgewatch.agent.bundle import Thresholds
+from edgewatch.agent.config import Decision
+from edgewatch.agent.decision import Decider, Policy
 
 
 def ids():

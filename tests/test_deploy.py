@@ -16,7 +16,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.config import AgentConfig, Http, Spool
+from edgewatch.agent.config import AgentConfig, Http, Spool
 from tests.conftest import Certificates, Mosquitto, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +130,9 @@ def test_install_into_a_root_is_an_edge_install_that_is_idempotent_and_removable
         check=True,
     ).stdout.lower()
     assert "edgewatch==" in listed
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    assert not {"agent", "export", "kernels"} & {path.name for path in site.iterdir()}
+    assert (site / "edgewatch" / "agent" / "cli.py").is_file()
     assert [p for p in EDGE_FORBIDDEN if f"\n{p}==" in "\n" + listed] == []
     warmup = subprocess.run(
         [venv / "bin/edgewatch", "warmup"],

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from agent.features import FeatureError, FeatureSpec, Featurizer, band_bins, featurize
+from edgewatch.agent.features import FeatureError, FeatureSpec, Featurizer, band_bins, featurize
 
 BEARING = {"balls": 9, "ball_diameter": 7.94, "pitch_diameter": 39.04}
 
@@ -181,8 +181,8 @@ def test_the_numba_cache_follows_numba_cache_dir_and_the_kernel_sources(tmp_path
     import shutil
     from pathlib import Path
 
-    import kernels
-    from kernels.cache import cache_dir
+    from edgewatch import kernels
+    from edgewatch.kernels.cache import cache_dir
 
     sources = tmp_path / "kernels"
     shutil.copytree(

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from agent.alerts import Alert
-from agent.feedback import BURST, FeedbackStore
+from edgewatch.agent.alerts import Alert
+from edgewatch.agent.feedback import BURST, FeedbackStore
 from tests.conftest import wait_for
 
 

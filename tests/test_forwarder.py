@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from agent.config import Broker, Tls
-from agent.sinks.mqtt import Forwarder
-from agent.sinks.spool import AlertStep, Spool
+from edgewatch.agent.config import Broker, Tls
+from edgewatch.agent.sinks.mqtt import Forwarder
+from edgewatch.agent.sinks.spool import AlertStep, Spool
 from tests.conftest import Subscriber, wait_for
 
 ROOT = "edgewatch/site/dev/"
@@ -158,9 +158,9 @@ def test_tls_refusals_are_retried_and_reported(tls_broker, certificates, tmp_pat
 FULL_DISK = """
 import json, os, sys, time
 from pathlib import Path
-from agent.config import Broker
-from agent.sinks.mqtt import Forwarder
-from agent.sinks.spool import AlertStep, Spool
+from edgewatch.agent.config import Broker
+from edgewatch.agent.sinks.mqtt import Forwarder
+from edgewatch.agent.sinks.spool import AlertStep, Spool
 
 folder, port = Path(sys.argv[1]), int(sys.argv[2])
 spool = Spool(folder / "spool.sqlite", 100_000, 1 << 30)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.framing import (
+from edgewatch.agent.framing import (
     CRC_WORK,
     LATEST_TS,
     MAX_PAYLOAD,

@@ -22,14 +22,20 @@ TRAINING_STACK = (
 
 
 def imported_packages(path: Path) -> set[str]:
+    """The packages a module imports: ``agent`` for ``edgewatch.agent.x``, ``numpy`` for
+    ``numpy.linalg``."""
     tree = ast.parse(path.read_text())
-    names = set()
+    modules = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
+            modules += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module.split(".")[0])
-    return names
+            modules += (
+                [node.module]
+                if node.module != "edgewatch"
+                else [f"edgewatch.{alias.name}" for alias in node.names]
+            )
+    return {m.removeprefix("edgewatch.").split(".")[0] for m in modules}
 
 
 @pytest.mark.parametrize(
@@ -54,10 +60,11 @@ def test_the_gateway_suite_imports_nothing_that_needs_the_train_extra():
 def test_the_agent_and_its_command_line_load_no_training_library():
     # scipy is left out here: numba imports it whenever it is installed, for its BLAS bindings.
     code = (
-        "import sys, pkgutil, importlib, agent\n"
-        "for m in pkgutil.walk_packages(agent.__path__, 'agent.'):\n"
+        "import sys, pkgutil, importlib\n"
+        "from edgewatch import agent\n"
+        "for m in pkgutil.walk_packages(agent.__path__, 'edgewatch.agent.'):\n"
         "    importlib.import_module(m.name)\n"
-        "from agent.cli import _parser; _parser()\n"
+        "from edgewatch.agent.cli import _parser; _parser()\n"
         f"print(sorted(set({TRAINING_STACK!r}) & {{n.split('.')[0] for n in sys.modules}}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

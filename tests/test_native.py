@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.cli import main
-from agent.features import FeatureSpec, Featurizer
-from kernels import native, runtime
+from edgewatch.agent.cli import main
+from edgewatch.agent.features import FeatureSpec, Featurizer
+from edgewatch.kernels import native, runtime
 from tests.strategies import BEARING, assert_matches_reference
 
 AGENT = """
 import sys
 import numpy as np
-import agent.cli, agent.service
-from agent.features import FeatureSpec, Featurizer
-from kernels import runtime
+import edgewatch.agent.cli, agent.service
+from edgewatch.agent.features import FeatureSpec, Featurizer
+from edgewatch.kernels import runtime
 
 kernels = runtime.select(1)
 spec = FeatureSpec(kind="waveform", sample_rate=25600, window=1024, channels=["x", "y"])
@@ -133,7 +133,7 @@ def test_a_build_with_gcc_but_without_g_plus_plus_says_what_to_install(tmp_path)
     gxx = shutil.which(str(sysconfig.get_config_var("CXX")).split()[0])
     assert Path(cc1plus).is_file() and gxx is not None, "this test needs g++ to hide"
     hide = f'mount --bind /dev/null {cc1plus} && mount --bind /dev/null {gxx} && exec "$@"'
-    build = "import sys, pathlib, kernels.native as n; n.build(pathlib.Path(sys.argv[1]))"
+    build = "import sys, pathlib, edgewatch.kernels.native as n; n.build(pathlib.Path(sys.argv[1]))"
     done = subprocess.run(
         ["unshare", "--mount", "sh", "-c", hide, "sh", sys.executable, "-c", build, tmp_path],
         capture_output=True,
@@ -141,7 +141,9 @@ def test_a_build_with_gcc_but_without_g_plus_plus_says_what_to_install(tmp_path)
     )
     assert done.returncode == 1
     refusal = done.stderr.strip().splitlines()[-1]
-    assert refusal.startswith("kernels.native.Unavailable: cannot build the native kernels: no C++")
+    assert refusal.startswith(
+        "edgewatch.kernels.native.Unavailable: cannot build the native kernels: no C++"
+    )
     assert refusal.endswith("(Debian: apt install gcc g++ python3-dev)")
     assert "conda" not in done.stderr
     assert not list(tmp_path.iterdir())
@@ -150,7 +152,7 @@ def test_a_build_with_gcc_but_without_g_plus_plus_says_what_to_install(tmp_path)
 def test_warmup_warns_of_the_jit_s_memory_when_the_native_build_fails(
     tmp_path, monkeypatch, capsys
 ):
-    import kernels.config  # noqa: F401  # the JIT keeps its cache: only the native build moves
+    import edgewatch.kernels.config  # noqa: F401  # the JIT keeps its cache: only the native build moves
 
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))

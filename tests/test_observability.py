@@ -7,10 +7,10 @@ import urllib.request
 import numpy as np
 import pytest
 
-from agent.http import StatusServer
-from agent.metrics import Registry
-from agent.sdnotify import notify, watchdog_interval
-from agent.supervisor import thread
+from edgewatch.agent.http import StatusServer
+from edgewatch.agent.metrics import Registry
+from edgewatch.agent.sdnotify import notify, watchdog_interval
+from edgewatch.agent.supervisor import thread
 from tests.conftest import free_port, wait_for
 
 

@@ -5,14 +5,14 @@ and alerts that say what drove them. That its features are training's is
 import numpy as np
 import pytest
 
-from agent.alerts import AlertMaker
-from agent.bundle import BundleError, verify_bundle
-from agent.config import Decision, ProcessGate, RmsGate
-from agent.features import featurize
-from agent.framing import Block
-from agent.pipeline import Model, Pipeline
-from agent.simulate import Fault, Machine, simulate_process, simulate_waveform
-from agent.sinks.outputs import Lines
+from edgewatch.agent.alerts import AlertMaker
+from edgewatch.agent.bundle import BundleError, verify_bundle
+from edgewatch.agent.config import Decision, ProcessGate, RmsGate
+from edgewatch.agent.features import featurize
+from edgewatch.agent.framing import Block
+from edgewatch.agent.pipeline import Model, Pipeline
+from edgewatch.agent.simulate import Fault, Machine, simulate_process, simulate_waveform
+from edgewatch.agent.sinks.outputs import Lines
 from tests import reference
 
 RATE = 25600.0

@@ -5,8 +5,8 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.config import Decision
-from agent.reload import Reloader
+from edgewatch.agent.config import Decision
+from edgewatch.agent.reload import Reloader
 
 
 def reloader(bundle, key=None, notice_root=None) -> tuple[Reloader, list[str]]:

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from agent.features import FeatureSpec, Featurizer, featurize
+from edgewatch.agent.features import FeatureSpec, Featurizer, featurize
 from tests import reference
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from agent.features import FeatureSpec, featurize
-from agent.simulate import Fault, Machine, simulate_process, simulate_waveform
-from agent.windows import frame
+from edgewatch.agent.features import FeatureSpec, featurize
+from edgewatch.agent.simulate import Fault, Machine, simulate_process, simulate_waveform
+from edgewatch.agent.windows import frame
 
 RATE = 25600.0
 

@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.config import Broker, MqttSource, SerialSource
-from agent.framing import encode_block, encode_frame
-from agent.metrics import Registry
-from agent.sources.mqtt import MqttReader
-from agent.sources.replay import RecordingError, ReplayReader, load_recording
-from agent.sources.serial import SerialReader
-from agent.supervisor import Supervisor
+from edgewatch.agent.config import Broker, MqttSource, SerialSource
+from edgewatch.agent.framing import encode_block, encode_frame
+from edgewatch.agent.metrics import Registry
+from edgewatch.agent.sources.mqtt import MqttReader
+from edgewatch.agent.sources.replay import RecordingError, ReplayReader, load_recording
+from edgewatch.agent.sources.serial import SerialReader
+from edgewatch.agent.supervisor import Supervisor
 from tests.conftest import wait_for
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.bundle import MANIFEST, MAX_FILES, SIGNATURE, BundleError, verify_bundle
+from edgewatch.agent.bundle import MANIFEST, MAX_FILES, SIGNATURE, BundleError, verify_bundle
 
 
 @pytest.mark.parametrize(

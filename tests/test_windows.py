@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.windows import Windower, frame
+from edgewatch.agent.windows import Windower, frame
 
 RATE = 1000.0
 

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from agent.bundle import BundleError, parse_manifest
-from agent.config import ConfigError, parse_config
-from agent.feedback import Feedback
-from agent.framing import (
+from edgewatch.agent.bundle import BundleError, parse_manifest
+from edgewatch.agent.config import ConfigError, parse_config
+from edgewatch.agent.feedback import Feedback
+from edgewatch.agent.framing import (
     CsvLineDecoder,
     FrameDecoder,
     FrameError,
@@ -34,7 +34,7 @@ from agent.framing import (
     encode_block,
     encode_frame,
 )
-from agent.reload import parse_notice
+from edgewatch.agent.reload import parse_notice
 
 KEPT_ESCAPES = 5
 

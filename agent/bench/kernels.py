@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from agent.bench.numpy_features import numpy_features
-from agent.bench.timing import interleaved_medians, steady_heap
-from agent.features import FeatureSpec, Featurizer
-from agent.simulate import Machine, simulate_waveform
+from edgewatch.agent.bench.numpy_features import numpy_features
+from edgewatch.agent.bench.timing import interleaved_medians, steady_heap
+from edgewatch.agent.features import FeatureSpec, Featurizer
+from edgewatch.agent.simulate import Machine, simulate_waveform
 
 SAMPLE_RATE = 25600.0
 CHANNELS = 3
@@ -29,7 +29,7 @@ SAMPLES_PER_BATCH = 1 << 17
 
 _FIRST_VECTOR = """
 import numpy as np
-from agent.features import FeatureSpec, featurize
+from edgewatch.agent.features import FeatureSpec, featurize
 spec = FeatureSpec(kind="waveform", sample_rate=25600, window=1024, channels=["x", "y", "z"])
 featurize(spec, np.ones((1, 3, 1024), dtype=np.float32).cumsum(axis=-1))
 print("ready", flush=True)

@@ -7,8 +7,8 @@ operations over ``[n, channels, N]``, no Python loop over windows. It computes w
 
 import numpy as np
 
-from agent.features import FeatureSpec, band_bins
-from kernels.layout import FLAT_VARIANCE_RATIO, hann
+from edgewatch.agent.features import FeatureSpec, band_bins
+from edgewatch.kernels.layout import FLAT_VARIANCE_RATIO, hann
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

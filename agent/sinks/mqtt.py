@@ -23,11 +23,11 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.config import Broker
-from agent.metrics import Histogram
-from agent.mqtt import broker_url, make_client
-from agent.sinks.spool import Message, Spool
-from agent.supervisor import Spawn, thread
+from edgewatch.agent.config import Broker
+from edgewatch.agent.metrics import Histogram
+from edgewatch.agent.mqtt import broker_url, make_client
+from edgewatch.agent.sinks.spool import Message, Spool
+from edgewatch.agent.supervisor import Spawn, thread
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0

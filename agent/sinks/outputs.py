@@ -5,8 +5,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from agent.alerts import Alert
-from agent.sinks.spool import AlertStep, Spool
+from edgewatch.agent.alerts import Alert
+from edgewatch.agent.sinks.spool import AlertStep, Spool
 
 
 class Sink(Protocol):

@@ -6,6 +6,6 @@ and keeps the counts of its decoder: frames accepted, frames rejected by reason,
 
 from collections.abc import Callable
 
-from agent.framing import Block
+from edgewatch.agent.framing import Block
 
 Offer = Callable[[Block], bool]

@@ -15,11 +15,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.config import Broker, MqttSource
-from agent.framing import Counts, FrameError, decode_block, decode_json
-from agent.mqtt import broker_url, make_client
-from agent.sources import Offer
-from agent.supervisor import Guard, unguarded
+from edgewatch.agent.config import Broker, MqttSource
+from edgewatch.agent.framing import Counts, FrameError, decode_block, decode_json
+from edgewatch.agent.mqtt import broker_url, make_client
+from edgewatch.agent.sources import Offer
+from edgewatch.agent.supervisor import Guard, unguarded
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from agent.framing import Block
-from agent.sources import Offer
+from edgewatch.agent.framing import Block
+from edgewatch.agent.sources import Offer
 
 BLOCK_S = 0.1
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import serial
 
-from agent.config import SerialSource
-from agent.framing import Block, CsvLineDecoder, FrameDecoder
-from agent.sources import Offer
+from edgewatch.agent.config import SerialSource
+from edgewatch.agent.framing import Block, CsvLineDecoder, FrameDecoder
+from edgewatch.agent.sources import Offer
 
 log = logging.getLogger(__name__)
 RESYNC_S = 1.0

@@ -39,21 +39,21 @@ from typing import Any
 
 import numpy as np
 
-from agent.alerts import AlertMaker
-from agent.bench.numpy_features import numpy_features
-from agent.bench.timing import steady_heap
-from agent.bundle import verify_bundle
-from agent.config import Broker, Decision, MqttSource
-from agent.framing import Block
-from agent.pipeline import Model, Pipeline
-from agent.simulate import Fault, Machine, simulate_waveform
-from agent.sinks.mqtt import Forwarder
-from agent.sinks.outputs import Spooled
-from agent.sinks.spool import Message, Spool
-from agent.sources.mqtt import MqttReader
-from export.config import TrainConfig, parse_config
-from export.train import train
-from kernels import native, runtime
+from edgewatch.agent.alerts import AlertMaker
+from edgewatch.agent.bench.numpy_features import numpy_features
+from edgewatch.agent.bench.timing import steady_heap
+from edgewatch.agent.bundle import verify_bundle
+from edgewatch.agent.config import Broker, Decision, MqttSource
+from edgewatch.agent.framing import Block
+from edgewatch.agent.pipeline import Model, Pipeline
+from edgewatch.agent.simulate import Fault, Machine, simulate_waveform
+from edgewatch.agent.sinks.mqtt import Forwarder
+from edgewatch.agent.sinks.outputs import Spooled
+from edgewatch.agent.sinks.spool import Message, Spool
+from edgewatch.agent.sources.mqtt import MqttReader
+from edgewatch.export.config import TrainConfig, parse_config
+from edgewatch.export.train import train
+from edgewatch.kernels import native, runtime
 
 RATE = 25600.0
 WINDOW, HOP = 1024, 512
@@ -254,8 +254,8 @@ def _mqtt_ingest(bundle: Path, port: int, seconds: float = 60.0) -> tuple[float,
     url = f"mqtt://127.0.0.1:{port}/sensors/s"
     began = time.process_time()
     subprocess.run(
-        [sys.executable, "-m", "agent.cli", "simulate", "--to", url, "--duration", str(seconds),
-         "--speed", "max", "--block", "0.1", "--seed", "3"],
+        [sys.executable, "-m", "edgewatch.agent.cli", "simulate", "--to", url,
+         "--duration", str(seconds), "--speed", "max", "--block", "0.1", "--seed", "3"],
         check=True, capture_output=True,
     )  # fmt: skip
     sent = int(seconds * RATE)
@@ -340,7 +340,7 @@ def _footprint(bundle: Path, folder: Path) -> tuple[float, float]:
     )
     began = time.monotonic()
     agent = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "edgewatch.agent.cli", "run", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from agent.bench.timing import interleaved_samples, steady_heap
-from agent.features import FeatureSpec, featurize
-from agent.scorer import open_session
-from agent.simulate import Machine, simulate_waveform
-from export.detectors.forest import IsolationForestDetector
-from export.detectors.neural import AutoencoderDetector
-from export.detectors.params import AutoencoderParams, IsolationForestParams
-from export.onnxgraph import INPUT
+from edgewatch.agent.bench.timing import interleaved_samples, steady_heap
+from edgewatch.agent.features import FeatureSpec, featurize
+from edgewatch.agent.scorer import open_session
+from edgewatch.agent.simulate import Machine, simulate_waveform
+from edgewatch.export.detectors.forest import IsolationForestDetector
+from edgewatch.export.detectors.neural import AutoencoderDetector
+from edgewatch.export.detectors.params import AutoencoderParams, IsolationForestParams
+from edgewatch.export.onnxgraph import INPUT
 
 SAMPLE_RATE = 25600.0
 WINDOW = 1024

@@ -7,9 +7,9 @@ its blocks go through the agent's whole in-process pipeline, as in ``bench pipel
 
 from typing import Any
 
-from agent.bench import kernels
-from export.bench import pipeline, scoring
-from export.bench.pipeline import Sensor
+from edgewatch.agent.bench import kernels
+from edgewatch.export.bench import pipeline, scoring
+from edgewatch.export.bench.pipeline import Sensor
 
 
 def run(sensor: Sensor, rounds: int = 3) -> dict[str, Any]:

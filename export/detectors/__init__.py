@@ -6,8 +6,8 @@ TensorFlow.
 
 from importlib import import_module
 
-from export.detectors.base import Detector
-from export.detectors.params import DetectorParams, EnsembleParams
+from edgewatch.export.detectors.base import Detector
+from edgewatch.export.detectors.params import DetectorParams, EnsembleParams
 
 _MODULES = {
     "isolation_forest": ("forest", "IsolationForestDetector"),
@@ -24,9 +24,9 @@ _MODULES = {
 def build(params: DetectorParams) -> Detector:
     """An unfitted detector for ``params``."""
     if isinstance(params, EnsembleParams):
-        from export.detectors.ensemble import EnsembleDetector
+        from edgewatch.export.detectors.ensemble import EnsembleDetector
 
         return EnsembleDetector(params, build)
     module, name = _MODULES[params.kind]
-    detector: Detector = getattr(import_module(f"export.detectors.{module}"), name)(params)
+    detector: Detector = getattr(import_module(f"{__name__}.{module}"), name)(params)
     return detector

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import onnx
 
-from agent.bundle import ModelKind
+from edgewatch.agent.bundle import ModelKind
 
 Progress = Callable[[str], None]
 

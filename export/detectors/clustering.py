@@ -6,9 +6,9 @@ import onnx
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import StandardScaler
 
-from export.detectors.base import Detector, Progress, float32_rows, quiet
-from export.detectors.params import KmeansParams
-from export.onnxgraph import Graph
+from edgewatch.export.detectors.base import Detector, Progress, float32_rows, quiet
+from edgewatch.export.detectors.params import KmeansParams
+from edgewatch.export.onnxgraph import Graph
 
 
 class KmeansDetector(Detector):

@@ -11,11 +11,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from agent.calibration import ScoreScale
-from export.calibrate import fit_scale
-from export.detectors.base import Detector, Progress, quiet
-from export.detectors.params import EnsembleParams
-from export.onnxgraph import SCORE, Graph
+from edgewatch.agent.calibration import ScoreScale
+from edgewatch.export.calibrate import fit_scale
+from edgewatch.export.detectors.base import Detector, Progress, quiet
+from edgewatch.export.detectors.params import EnsembleParams
+from edgewatch.export.onnxgraph import SCORE, Graph
 
 
 class EnsembleDetector(Detector):

@@ -15,9 +15,9 @@ import onnx
 from sklearn.ensemble import IsolationForest
 from sklearn.ensemble._iforest import _average_path_length
 
-from export.detectors.base import Detector, Progress, float32_rows, quiet
-from export.detectors.params import IsolationForestParams
-from export.onnxgraph import Graph, from_sklearn
+from edgewatch.export.detectors.base import Detector, Progress, float32_rows, quiet
+from edgewatch.export.detectors.params import IsolationForestParams
+from edgewatch.export.onnxgraph import Graph, from_sklearn
 
 
 class IsolationForestDetector(Detector):

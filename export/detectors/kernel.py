@@ -14,9 +14,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
-from export.detectors.base import Detector, Progress, float32_rows, quiet
-from export.detectors.params import LofParams, OcsvmParams
-from export.onnxgraph import from_sklearn
+from edgewatch.export.detectors.base import Detector, Progress, float32_rows, quiet
+from edgewatch.export.detectors.params import LofParams, OcsvmParams
+from edgewatch.export.onnxgraph import from_sklearn
 
 
 class _Converted(Detector):

@@ -6,9 +6,9 @@ from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from export.detectors.base import Detector, Progress, float32_rows, quiet
-from export.detectors.params import GmmParams
-from export.onnxgraph import Graph
+from edgewatch.export.detectors.base import Detector, Progress, float32_rows, quiet
+from edgewatch.export.detectors.params import GmmParams
+from edgewatch.export.onnxgraph import Graph
 
 
 class GmmDetector(Detector):

@@ -18,9 +18,9 @@ import keras
 import tensorflow as tf
 import tf2onnx
 
-from export.detectors.base import Detector, Progress, float32_rows, quiet
-from export.detectors.params import AutoencoderParams, SequenceAutoencoderParams
-from export.onnxgraph import FEATURE_ERROR, INPUT, OPSET, SCORE, finish
+from edgewatch.export.detectors.base import Detector, Progress, float32_rows, quiet
+from edgewatch.export.detectors.params import AutoencoderParams, SequenceAutoencoderParams
+from edgewatch.export.onnxgraph import FEATURE_ERROR, INPUT, OPSET, SCORE, finish
 
 
 class _EpochProgress(keras.callbacks.Callback):

@@ -12,9 +12,9 @@ from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from export.detectors.base import Detector, Progress, float32_rows, quiet
-from export.detectors.params import PcaParams
-from export.onnxgraph import FEATURE_ERROR, Graph
+from edgewatch.export.detectors.base import Detector, Progress, float32_rows, quiet
+from edgewatch.export.detectors.params import PcaParams
+from edgewatch.export.onnxgraph import FEATURE_ERROR, Graph
 
 
 class PcaDetector(Detector):

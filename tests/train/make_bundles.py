@@ -8,8 +8,8 @@
 import sys
 from pathlib import Path
 
-from export.config import parse_config
-from export.train import train
+from edgewatch.export.config import parse_config
+from edgewatch.export.train import train
 
 FOLDER = Path(__file__).resolve().parents[1] / "bundles"
 

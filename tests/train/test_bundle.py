@@ -9,12 +9,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sklearn.ensemble import IsolationForest
 
-from agent.bundle import BundleError, load_public_key, verify_bundle
-from agent.scorer import Scorer
-from export.bundle import digest, load_private_key, write_bundle
-from export.config import parse_config
-from export.detectors.forest import compact_forest
-from export.train import MODEL_FILE, fit, load_data
+from edgewatch.agent.bundle import BundleError, load_public_key, verify_bundle
+from edgewatch.agent.scorer import Scorer
+from edgewatch.export.bundle import digest, load_private_key, write_bundle
+from edgewatch.export.config import parse_config
+from edgewatch.export.detectors.forest import compact_forest
+from edgewatch.export.train import MODEL_FILE, fit, load_data
 from tests.train.make_bundles import PROCESS_MODEL
 
 CONFIG = PROCESS_MODEL.format(kind="pca_t2q", extra="")

@@ -2,7 +2,7 @@
 
 import json
 
-from agent.alerts import Alert
+from edgewatch.agent.alerts import Alert
 from tests.conftest import edgewatch
 
 

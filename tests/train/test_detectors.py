@@ -5,12 +5,12 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 from sklearn.ensemble import IsolationForest
 
-from agent.scorer import open_session
-from export.detectors import build
-from export.detectors.forest import compact_forest
-from export.detectors.params import DetectorParams
-from export.onnxgraph import INPUT
-from export.parity import DEFAULT_TOLERANCE, ParityError, compare
+from edgewatch.agent.scorer import open_session
+from edgewatch.export.detectors import build
+from edgewatch.export.detectors.forest import compact_forest
+from edgewatch.export.detectors.params import DetectorParams
+from edgewatch.export.onnxgraph import INPUT
+from edgewatch.export.parity import DEFAULT_TOLERANCE, ParityError, compare
 
 PARAMS = TypeAdapter(DetectorParams)
 WIDTH = 6

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.cli import main
-from agent.simulate import PROCESS_CHANNELS, Fault, simulate_process
-from export import skab
-from export.detectors.params import KmeansParams
-from export.metrics import Confusion, event_metrics, point_metrics, runs
+from edgewatch.agent.cli import main
+from edgewatch.agent.simulate import PROCESS_CHANNELS, Fault, simulate_process
+from edgewatch.export import skab
+from edgewatch.export.detectors.params import KmeansParams
+from edgewatch.export.metrics import Confusion, event_metrics, point_metrics, runs
 
 SKAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "skab"
 
@@ -169,7 +169,7 @@ def test_bench_scoring_prints_every_model(capsys):
 
 
 def test_capacity_is_measured_for_the_sensor_described():
-    from export.bench.pipeline import Sensor, capacity
+    from edgewatch.export.bench.pipeline import Sensor, capacity
 
     sensor = Sensor(rate=12800, window=512, hop=256, axes=1, model="pca_t2q")
     result = capacity(sensor, rounds=1, devices=4, seconds=2.0)

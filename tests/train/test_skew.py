@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from agent.bundle import verify_bundle
-from agent.simulate import Machine, simulate_waveform
-from agent.sources.replay import load_recording
-from export.datasets import features, load_csv
+from edgewatch.agent.bundle import verify_bundle
+from edgewatch.agent.simulate import Machine, simulate_waveform
+from edgewatch.agent.sources.replay import load_recording
+from edgewatch.export.datasets import features, load_csv
 from tests.test_pipeline import RATE, blocks_of, pipeline
 
 

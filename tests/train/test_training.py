@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.bundle import verify_bundle
-from agent.calibration import ScoreScale
-from agent.cli import main
-from agent.scorer import Scorer
-from export.calibrate import budget_thresholds, f1_thresholds, fit_scale
-from export.config import ConfigError, load_config, parse_config
-from export.datasets import DataError, features, load_csv, load_npy, split
-from export.train import sequences
+from edgewatch.agent.bundle import verify_bundle
+from edgewatch.agent.calibration import ScoreScale
+from edgewatch.agent.cli import main
+from edgewatch.agent.scorer import Scorer
+from edgewatch.export.calibrate import budget_thresholds, f1_thresholds, fit_scale
+from edgewatch.export.config import ConfigError, load_config, parse_config
+from edgewatch.export.datasets import DataError, features, load_csv, load_npy, split
+from edgewatch.export.train import sequences
 
 PROCESS = """
 name = "pump"
