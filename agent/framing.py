@@ -315,8 +315,8 @@ def decode_json(payload: bytes) -> Block:
         )
     try:
         with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
-            samples = np.array(values, dtype=np.float64).astype(np.float32)
-    except OverflowError:  # an integer beyond float64
+            samples = np.array(values, dtype=np.float32)
+    except OverflowError:  # an integer beyond any float
         raise FrameError("not_finite", "values hold numbers beyond float32") from None
     if not np.isfinite(samples).all():
         raise FrameError("not_finite", "values hold NaN, inf or numbers beyond float32")

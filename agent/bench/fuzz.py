@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from edgewatch.agent.bundle import BundleError, parse_manifest
 from edgewatch.agent.config import ConfigError, parse_config
+from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.feedback import Feedback
 from edgewatch.agent.framing import (
     CsvLineDecoder,
@@ -75,9 +76,7 @@ _MANIFEST = json.dumps(
         "created_at": "2026-12-02T06:53:53Z",
         "edgewatch_version": "0.1.0",
         "feature_spec": {"kind": "process", "channels": ["t"]},
-        "feature_names": [
-            f"ch0.{name}" for name in ("value", "roll_mean", "roll_std", "zscore", "diff", "ewma")
-        ],
+        "feature_names": FeatureSpec(kind="process", channels=("t",)).feature_names,
         "model": {
             "kind": "pca_t2q",
             "file": "model.onnx",
