@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from edgewatch.agent.config import AgentConfig, ConfigError, Decision, load_config
+from edgewatch.agent.config import AgentConfig, ConfigError, Decision, load_config, validate
 
 
 def _fail(command: str, message: str) -> int:
@@ -57,11 +57,10 @@ def speed(text: str) -> float | None:
 
 
 def replay(args: argparse.Namespace) -> int:
-    from edgewatch.agent.alerts import AlertMaker
+    from edgewatch.agent.assembly import assemble
     from edgewatch.agent.bundle import BundleError, load_public_key, verify_bundle
-    from edgewatch.agent.pipeline import Model, Pipeline
-    from edgewatch.agent.sinks.outputs import Lines
-    from edgewatch.agent.sources.replay import RecordingError, ReplayReader, load_recording
+    from edgewatch.agent.model import Model
+    from edgewatch.agent.sources.replay import RecordingError, ReplayReader
     from edgewatch.kernels import runtime
 
     decision, site = Decision(), "replay"
@@ -74,28 +73,37 @@ def replay(args: argparse.Namespace) -> int:
         key = load_public_key(args.public_key) if args.public_key else None
         bundle = verify_bundle(args.bundle, key)
         spec = bundle.manifest.feature_spec
-        samples = load_recording(args.data, spec.channels)
+        source = {
+            "type": "replay",
+            "device": args.device or args.data.stem,
+            "path": args.data,
+            "channels": spec.channels,
+            "sample_rate": args.rate or spec.sample_rate or 1.0,
+            "speed": "max" if args.speed is None else args.speed,
+            "start_ts": args.start,
+        }
+        config = validate(
+            {
+                "site": site,
+                "device": "replay",
+                "model": {"bundle": args.bundle, "watch": False},
+                "decision": decision,
+                "sources": [source],
+                "sinks": [{"type": "stdout"}],
+            }
+        )
         runtime.select(1)
-        model = Model.load(bundle, decision)
-    except (BundleError, RecordingError) as e:
+        parts = assemble(config, Model.load(bundle, decision))
+    except (BundleError, RecordingError, ConfigError) as e:
         return _fail("replay", str(e))
-    rate = args.rate or spec.sample_rate or 1.0
-    pipeline = Pipeline(model, decision, AlertMaker(site), [Lines(sys.stdout)])
-    reader = ReplayReader(
-        samples,
-        args.device or args.data.stem,
-        spec.channels,
-        rate,
-        "max" if args.speed is None else args.speed,
-        pipeline.put,
-        start_ts=args.start,
-    )
+    reader = parts.sources[0]
+    assert isinstance(reader, ReplayReader)
     threading.Thread(target=reader.run, args=(threading.Event(),), daemon=True).start()
-    pipeline.run(reader.done)
+    parts.pipeline.run(reader.done)
     print(
-        f"edgewatch replay: {samples.shape[1]} samples, "
-        f"{int(pipeline.registry.value('windows_scored_total'))} scored, "
-        f"{sum(pipeline.dropped.values())} dropped",
+        f"edgewatch replay: {reader.samples.shape[1]} samples, "
+        f"{int(parts.registry.value('windows_scored_total'))} scored, "
+        f"{sum(parts.pipeline.dropped.values())} dropped",
         file=sys.stderr,
     )
     return 0

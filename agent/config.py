@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
@@ -145,6 +145,8 @@ class ReplaySource(_Source):
     type: Literal["replay"]
     path: Path
     speed: float | Literal["max"] = 1.0
+    # The time of the first sample, in seconds since the epoch; by default, when it starts.
+    start_ts: float | None = None
 
     @model_validator(mode="after")
     def _speed(self) -> Self:
@@ -153,7 +155,8 @@ class ReplaySource(_Source):
         return self
 
 
-Source = Annotated[SerialSource | MqttSource | ReplaySource, Field(discriminator="type")]
+SourceConfig = SerialSource | MqttSource | ReplaySource
+Source = Annotated[SourceConfig, Field(discriminator="type")]
 
 
 class MqttSink(_Frozen):
@@ -173,7 +176,8 @@ class JsonlSink(_Frozen):
     path: Path
 
 
-Sink = Annotated[MqttSink | StdoutSink | JsonlSink, Field(discriminator="type")]
+SinkConfig = MqttSink | StdoutSink | JsonlSink
+Sink = Annotated[SinkConfig, Field(discriminator="type")]
 
 
 class Model(_Frozen):
@@ -205,6 +209,9 @@ class ProcessGate(_Frozen):
     minimum: float
 
 
+Gate = RmsGate | ProcessGate
+
+
 class Decision(_Frozen):
     """How scores become alerts. Thresholds are the bundle's unless given here."""
 
@@ -217,7 +224,7 @@ class Decision(_Frozen):
     min_duration_s: float = Field(default=0.0, ge=0, le=86_400)
     cooldown_s: float = Field(default=60.0, ge=0, le=86_400)
     release: float = Field(default=0.0, ge=0, lt=1)
-    gate: Annotated[RmsGate | ProcessGate, Field(discriminator="type")] | None = None
+    gate: Annotated[Gate, Field(discriminator="type")] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -334,7 +341,11 @@ def parse_config(text: str, env: Mapping[str, str] | None = None) -> AgentConfig
         raise ConfigError(f"not valid TOML: {e}") from None
     except (ValueError, RecursionError) as e:  # an integer of too many digits, too deep
         raise ConfigError(f"not valid TOML: {type(e).__name__}: {e}"[:300]) from None
-    data = _override(data, os.environ if env is None else env)
+    return validate(_override(data, os.environ if env is None else env))
+
+
+def validate(data: Mapping[str, Any]) -> AgentConfig:
+    """A validated config from its parsed tables; ``ConfigError`` with a line per problem."""
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as e:
@@ -349,7 +360,12 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> AgentConfig
     return parse_config(text, env)
 
 
-_TAGS = {"serial", "mqtt", "replay", "stdout", "jsonl", "rms", "process"}
+def _tags(*unions: Any) -> set[str]:
+    """The ``type`` of each member of the tagged ``unions``."""
+    return {get_args(m.model_fields["type"].annotation)[0] for u in unions for m in get_args(u)}
+
+
+_TAGS = _tags(SourceConfig, SinkConfig, Gate)
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

@@ -24,17 +24,46 @@ exactly the runs of high windows that last ``min_duration_s``.
 
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
-from edgewatch.agent.bundle import Thresholds
-from edgewatch.agent.config import Decision
-
 State = Literal["raised", "escalated", "cleared"]
 Severity = Literal["warning", "critical"]
+
+
+@dataclass(frozen=True)
+class RmsFloor:
+    """Idle while every channel's level is below ``floor``: the RMS of a window, the absolute
+    value of a row."""
+
+    floor: float
+
+    def idle(self, data: np.ndarray) -> np.ndarray:
+        """Per window ``[n, channels, samples]`` (or row ``[n, channels]``), whether idle."""
+        if data.ndim == 3:
+            level = np.sqrt(np.einsum("wcn,wcn->wc", data, data) / data.shape[-1])
+        else:
+            level = np.abs(data)
+        idle: np.ndarray = (level < self.floor).all(axis=1)
+        return idle
+
+
+@dataclass(frozen=True)
+class ChannelFloor:
+    """Idle while column ``index`` of a row is below ``minimum``."""
+
+    index: int
+    minimum: float
+
+    def idle(self, data: np.ndarray) -> np.ndarray:
+        idle: np.ndarray = data[:, self.index] < self.minimum
+        return idle
+
+
+Gate = RmsFloor | ChannelFloor
 
 
 @dataclass(frozen=True)
@@ -48,21 +77,7 @@ class Policy:
     min_duration_s: float = 0.0
     cooldown_s: float = 0.0
     release: float = 0.0
-
-    @classmethod
-    def of(cls, decision: Decision, thresholds: Thresholds) -> "Policy":
-        """The configured policy, with the bundle's thresholds unless the config sets them."""
-        return cls(
-            warning=thresholds.warning if decision.warning is None else decision.warning,
-            critical=thresholds.critical if decision.critical is None else decision.critical,
-            warmup=decision.warmup_windows,
-            n=decision.n,
-            m=decision.m,
-            hysteresis=decision.hysteresis,
-            min_duration_s=decision.min_duration_s,
-            cooldown_s=decision.cooldown_s,
-            release=decision.release,
-        )
+    gate: Gate | None = None
 
 
 @dataclass(frozen=True)
@@ -163,29 +178,8 @@ class Decider:
             self._rearm = None
         self._high.append(score > (p.warning if self._rearm is None else self._rearm))
         self._held.append(score > p.warning - p.hysteresis)
-        alert = self._alert
-        if alert is not None:
-            self._peak = max(self._peak, score)
-            low = p.warning - p.hysteresis
-            if sum(self._held) < p.n:
-                return self._clear(ts, score, index, "below threshold", low)
-            released = low + p.release * (self._peak - low)
-            if p.release and score <= released:
-                self._rearm = released
-                return self._clear(ts, score, index, "released", released)
-            if alert.severity == "warning" and score > p.critical:
-                self._alert = Transition(
-                    "escalated",
-                    alert.alert_id,
-                    "critical",
-                    alert.started_at,
-                    ts,
-                    score,
-                    p.critical,
-                    index,
-                )
-                return self._alert
-            return None
+        if self._alert is not None:
+            return self._while_open(self._alert, ts, score, index)
         if sum(self._high) < p.n:
             self._run_start = None
             return None
@@ -208,6 +202,32 @@ class Decider:
         )
         return self._alert
 
+    def _while_open(
+        self, alert: Transition, ts: float, score: float, index: int
+    ) -> Transition | None:
+        p = self.policy
+        self._peak = max(self._peak, score)
+        low = p.warning - p.hysteresis
+        if sum(self._held) < p.n:
+            return self._clear(ts, score, index, "below threshold", low)
+        released = low + p.release * (self._peak - low)
+        if p.release and score <= released:
+            self._rearm = released
+            return self._clear(ts, score, index, "released", released)
+        if alert.severity == "warning" and score > p.critical:
+            self._alert = Transition(
+                "escalated",
+                alert.alert_id,
+                "critical",
+                alert.started_at,
+                ts,
+                score,
+                p.critical,
+                index,
+            )
+            return self._alert
+        return None
+
     def _clear(
         self, ts: float, score: float, index: int, reason: str, threshold: float
     ) -> Transition:
@@ -227,3 +247,78 @@ class Decider:
             index,
             reason,
         )
+
+
+class Windows(Protocol):
+    """What the decisions read of one device's share of a batch: the end time of each window
+    (or row) and its data, which the gate reads."""
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def ends(self) -> np.ndarray: ...
+
+    @property
+    def data(self) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one device's windows in a batch decided: its transitions, where its scores start in
+    the batch's, the time of its last window and the peak of its scores."""
+
+    device: str
+    offset: int
+    steps: list[Transition]
+    ts: float
+    peak: float
+
+
+class Decisions:
+    """The decision stage: every device's decider, fed the scorer's output batch by batch.
+
+    A batch's calibrated scores come in device by device, in the order of its ``parts``; each
+    device's windows are gated on machine state, then decided in order. Devices are added as
+    they first come, and dropped with ``forget``.
+    """
+
+    def __init__(self, new_id: Callable[[], str] = _new_id) -> None:
+        self.policy: Policy | None = None
+        self._new_id = new_id
+        self._deciders: dict[str, Decider] = {}
+
+    def retune(self, policy: Policy) -> None:
+        """A model's policy for every device, each keeping its history."""
+        self.policy = policy
+        for decider in self._deciders.values():
+            decider.retune(policy)
+
+    def forget(self, device: str) -> None:
+        self._deciders.pop(device, None)
+
+    def decide(self, parts: Sequence[Windows], calibrated: np.ndarray) -> list[Verdict]:
+        """The verdict of each part that has windows."""
+        policy = self.policy
+        assert policy is not None, "retune() to a policy first"
+        sizes = np.array([len(p.ends) for p in parts], dtype=np.intp)
+        starts = np.cumsum(sizes) - sizes
+        peaks = np.full(len(sizes), -np.inf)
+        some = sizes > 0
+        if some.any():
+            peaks[some] = np.maximum.reduceat(calibrated, starts[some])
+        gate = policy.gate
+        verdicts = []
+        for part, start, size, peak in zip(parts, starts, sizes, peaks, strict=True):
+            if not size:
+                continue
+            decider = self._deciders.get(part.device)
+            if decider is None:
+                decider = self._deciders[part.device] = Decider(policy, self._new_id)
+            idle = gate.idle(part.data) if gate is not None else None
+            mine = calibrated[start : start + size]
+            steps = decider.steps(part.ends, mine, idle, float(peak))
+            verdicts.append(
+                Verdict(part.device, int(start), steps, float(part.ends[-1]), float(peak))
+            )
+        return verdicts

@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgewatch.agent.alerts import Alert
+from edgewatch.agent.metrics import Registry
 
 Label = Literal["anomaly", "normal", "unsure"]
 RATE, BURST, INBOX = 20.0, 100, 1000
@@ -86,6 +87,19 @@ class FeedbackStore:
             self._inbox.put_nowait(payload)
         except queue.Full:
             self.dropped += 1
+
+    def export_metrics(self, registry: Registry) -> None:
+        registry.collect(
+            "counter",
+            "feedback_total",
+            "Feedback messages, by result",
+            ("result",),
+            lambda: {
+                ("ok",): self.accepted,
+                ("refused",): self.rejected,
+                ("dropped",): self.dropped,
+            },
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Store what ``offer`` queued until ``stop`` is set."""

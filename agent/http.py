@@ -77,6 +77,15 @@ class StatusServer(ThreadingHTTPServer):
         finally:
             self._slots.release()
 
+    def export_metrics(self) -> None:
+        self.registry.collect(
+            "counter",
+            "http_refused_total",
+            "Status connections closed beyond the server's cap",
+            (),
+            lambda: {(): self.refused},
+        )
+
     def start(self) -> None:
         self._spawn("http", lambda stop: self.serve_forever(), self._stop)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgewatch.agent.bundle import BundleError, load_public_key, verify_bundle
 from edgewatch.agent.config import AgentConfig, JsonlSink, MqttSink
-from edgewatch.agent.pipeline import Model
+from edgewatch.agent.model import Model
 
 
 def problems(config: AgentConfig) -> list[str]:

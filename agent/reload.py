@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edgewatch.agent.bundle import MANIFEST, BundleError, verify_bundle
 from edgewatch.agent.config import Decision
-from edgewatch.agent.pipeline import Model, same_input
+from edgewatch.agent.metrics import Registry
+from edgewatch.agent.model import Model, same_input
 
 log = logging.getLogger(__name__)
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -116,6 +117,15 @@ class Reloader:
         root = os.path.realpath(self.notice_root)
         if os.path.commonpath([root, os.path.realpath(path)]) != root:
             raise ValueError(f"{path} is not under model.notice_root ({self.notice_root})")
+
+    def export_metrics(self, registry: Registry) -> None:
+        registry.collect(
+            "counter",
+            "model_reloads_total",
+            "Model loads, by result",
+            ("result",),
+            lambda: {("ok",): self.loads, ("refused",): self.failures},
+        )
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

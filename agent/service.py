@@ -13,45 +13,25 @@ the next start.
 
 import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
 from types import FrameType
 
-from edgewatch.agent.alerts import Alert, AlertMaker
+from edgewatch.agent.alerts import Alert
+from edgewatch.agent.assembly import assemble
 from edgewatch.agent.bundle import load_public_key
-from edgewatch.agent.config import (
-    AgentConfig,
-    JsonlSink,
-    MqttSink,
-    MqttSource,
-    ReplaySource,
-    SerialSource,
-    StdoutSink,
-)
+from edgewatch.agent.config import AgentConfig
 from edgewatch.agent.feedback import FeedbackStore
-from edgewatch.agent.framing import Counts
 from edgewatch.agent.http import StatusServer
 from edgewatch.agent.metrics import Registry
-from edgewatch.agent.pipeline import Pipeline
 from edgewatch.agent.reload import Reloader
 from edgewatch.agent.sdnotify import notify, watchdog_interval
-from edgewatch.agent.sinks.mqtt import Forwarder
-from edgewatch.agent.sinks.outputs import Lines, Sink, Spooled
-from edgewatch.agent.sinks.spool import Spool
-from edgewatch.agent.sources.mqtt import MqttReader
-from edgewatch.agent.sources.replay import ReplayReader, load_recording
-from edgewatch.agent.sources.serial import SerialReader
 from edgewatch.agent.supervisor import Supervisor
 from edgewatch.kernels import runtime
 
 log = logging.getLogger(__name__)
 STALLED_S = 10.0
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
-
-Source = SerialReader | MqttReader | ReplayReader
 
 
 class Agent:
@@ -74,48 +54,21 @@ class Agent:
         self._sources_stop = threading.Event()
         self._pipeline_stop = threading.Event()
         self._watch_stop = threading.Event()
-        topics = config.topics
         self.feedback = FeedbackStore(config.feedback_db)
-        self.spool: Spool | None = None
-        self.forwarder: Forwarder | None = None
-        sinks: list[Sink] = []
-        for sink in config.sinks:
-            if isinstance(sink, MqttSink):
-                assert config.mqtt is not None
-                self.spool = Spool(config.spool.path, config.spool.max_rows, config.spool.max_bytes)
-                self.forwarder = Forwarder(
-                    config.mqtt,
-                    config.client_id,
-                    topics + "status",
-                    self.spool,
-                    {
-                        topics + "feedback": self.supervisor.guard("feedback", self.feedback.offer),
-                        topics + "model": self.supervisor.guard("reload", self._notice),
-                    },
-                    latency=self.registry.histogram(
-                        "publish_latency_seconds",
-                        "From handing an alert to the broker to its PUBACK",
-                        LATENCY_BUCKETS,
-                    ),
-                    spawn=self.supervisor.start,
-                )
-                sinks.append(Spooled(self.spool, topics, self.forwarder.notify, sink.telemetry))
-            elif isinstance(sink, StdoutSink):
-                sinks.append(Lines(sys.stdout))
-            elif isinstance(sink, JsonlSink):
-                sinks.append(Lines.file(sink.path))
-        telemetry = next((s for s in config.sinks if isinstance(s, MqttSink)), None)
-        self.pipeline = Pipeline(
-            None,
-            config.decision,
-            AlertMaker(config.site, self.spool.sequences() if self.spool else None),
-            sinks,
-            self.registry,
-            telemetry_interval_s=telemetry.telemetry_interval_s if telemetry else 10.0,
+        self.feedback.export_metrics(self.registry)
+        parts = assemble(
+            config,
+            registry=self.registry,
+            supervisor=self.supervisor,
+            subscriptions={
+                "feedback": self.supervisor.guard("feedback", self.feedback.offer),
+                "model": self.supervisor.guard("reload", self._notice),
+            },
             record=self.feedback.record,
-            max_devices=config.max_devices,
         )
-        self._close_open_alerts(sinks)
+        self.pipeline, self.sources = parts.pipeline, parts.sources
+        self.spool, self.forwarder = parts.spool, parts.forwarder
+        self._close_open_alerts()
         key = load_public_key(config.model.public_key) if config.model.public_key else None
         self.reloader = Reloader(
             config.model.bundle,
@@ -127,140 +80,11 @@ class Agent:
             self._model_error,
             notice_root=config.model.notice_root,
         )
-        self.sources = [self._source(i, s) for i, s in enumerate(config.sources)]
+        self.reloader.export_metrics(self.registry)
         self.http = StatusServer(
             config.http.host, config.http.port, self.registry, self.health, self.supervisor.start
         )
-        self._collectors()
-
-    def _source(self, index: int, config: SerialSource | MqttSource | ReplaySource) -> Source:
-        if isinstance(config, SerialSource):
-            return SerialReader(config, self.pipeline.offer)
-        if isinstance(config, MqttSource):
-            assert self.config.mqtt is not None
-            client_id = f"{self.config.client_id}-in{index}"
-            guard = partial(self.supervisor.guard, f"source{index}")
-            return MqttReader(config, self.config.mqtt, client_id, self.pipeline.offer, guard)
-        samples = load_recording(config.path, config.channels)
-        return ReplayReader(
-            samples,
-            config.device,
-            config.channels,
-            config.sample_rate,
-            config.speed,
-            self.pipeline.put,
-        )
-
-    def _collectors(self) -> None:
-        registry = self.registry
-        counted = [
-            (f"{i}:{type(s).__name__.removesuffix('Reader').lower()}", s.counts)
-            for i, s in enumerate(self.sources)
-            if isinstance(s, SerialReader | MqttReader)
-        ]
-
-        def by_source(read: Callable[[Counts], int]) -> Callable[[], dict[tuple[str, ...], float]]:
-            return lambda: {(name,): float(read(counts)) for name, counts in counted}
-
-        registry.collect(
-            "counter",
-            "frames_accepted_total",
-            "Frames decoded",
-            ("source",),
-            by_source(lambda c: c.accepted),
-        )
-        registry.collect(
-            "counter",
-            "frames_garbage_bytes_total",
-            "Bytes skipped between frames",
-            ("source",),
-            by_source(lambda c: c.garbage_bytes),
-        )
-        registry.collect(
-            "counter",
-            "sequence_gaps_total",
-            "Frame sequence numbers missed",
-            ("source",),
-            by_source(lambda c: c.gaps),
-        )
-        registry.collect(
-            "counter",
-            "frames_rejected_total",
-            "Frames refused by the decoder",
-            ("source", "reason"),
-            lambda: {
-                (name, reason): float(n)
-                for name, counts in counted
-                for reason, n in counts.rejected.items()
-            },
-        )
-        spool = self.spool
-        if spool is not None:
-            registry.collect(
-                "gauge",
-                "spool_depth",
-                "Messages waiting in the spool",
-                (),
-                lambda: {(): float(spool.rows)},
-            )
-            registry.collect(
-                "gauge",
-                "spool_bytes",
-                "Payload bytes waiting in the spool",
-                (),
-                lambda: {(): float(spool.bytes)},
-            )
-            registry.collect(
-                "counter",
-                "spool_dropped_total",
-                "Messages dropped from a full spool",
-                ("kind",),
-                lambda: {(k,): float(n) for k, n in spool.dropped.items()},
-            )
-            registry.collect(
-                "counter",
-                "spool_unstored_total",
-                "Messages the disk refused to store",
-                ("kind",),
-                lambda: {(k,): float(n) for k, n in spool.unstored.items()},
-            )
-        forwarder = self.forwarder
-        if forwarder is not None:
-            registry.collect(
-                "gauge",
-                "mqtt_connected",
-                "1 while the upstream connection is up",
-                (),
-                lambda: {(): float(forwarder.connected)},
-            )
-        reloader = self.reloader
-        registry.collect(
-            "counter",
-            "model_reloads_total",
-            "Model loads, by result",
-            ("result",),
-            lambda: {("ok",): float(reloader.loads), ("refused",): float(reloader.failures)},
-        )
-        http = self.http
-        registry.collect(
-            "counter",
-            "http_refused_total",
-            "Status connections closed beyond the server's cap",
-            (),
-            lambda: {(): float(http.refused)},
-        )
-        feedback = self.feedback
-        registry.collect(
-            "counter",
-            "feedback_total",
-            "Feedback messages, by result",
-            ("result",),
-            lambda: {
-                ("ok",): float(feedback.accepted),
-                ("refused",): float(feedback.rejected),
-                ("dropped",): float(feedback.dropped),
-            },
-        )
+        self.http.export_metrics()
 
     def health(self) -> tuple[bool, dict[str, object]]:
         model = self.pipeline.model
@@ -283,7 +107,7 @@ class Agent:
     def _notice(self, payload: bytes) -> None:
         self.reloader.notice(payload)
 
-    def _close_open_alerts(self, sinks: list[Sink]) -> None:
+    def _close_open_alerts(self) -> None:
         """An alert left open by the last run (``kill -9``, a power cut) is cleared, reason
         ``restart``: decisions start afresh, and nothing remembers what kept it open."""
         if self.spool is None:
@@ -292,8 +116,7 @@ class Agent:
             cleared = self.pipeline.alerts.closed_by_restart(
                 Alert.model_validate_json(payload), time.time()
             )
-            for sink in sinks:
-                sink.send(cleared)
+            self.pipeline.fanout.send(cleared)
             log.info(
                 "alert %s of %s cleared: the agent restarted", cleared.alert_id, cleared.device
             )

@@ -1,13 +1,15 @@
 """``edgewatch demo``: a machine from health to three faults, with nothing to set up.
 
 It trains an IsolationForest on a simulated healthy fan (three vibration axes at 25.6 kHz, with
-the bearing's geometry in the feature spec), then streams a second run in which three faults
-start part-way (an outer-race bearing defect, an imbalance and a dropped-out sensor) through the
-agent's own pipeline, block by block as a sensor would send them. Alerts are printed as they are
-raised and cleared, with the features that drove them, and written as JSON lines. The summary
-gives each fault's detection delay and the false alerts, and a plot shows the score timeline.
+the bearing's geometry in the feature spec), then replays a second run in which three faults
+start part-way (an outer-race bearing defect, an imbalance and a dropped-out sensor) through
+the agent as ``edgewatch run`` assembles it, block by block as a sensor would send them.
+Alerts are printed as they are raised and cleared, with the features that drove them, and
+written as JSON lines. The summary gives each fault's detection delay and the false alerts,
+and a plot shows the score timeline.
 """
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgewatch.agent.alerts import Alert, AlertMaker
-from edgewatch.agent.config import Decision
+from edgewatch.agent.alerts import Alert
+from edgewatch.agent.assembly import Assembly, assemble
+from edgewatch.agent.config import AgentConfig, Decision, validate
 from edgewatch.agent.features import FeatureSpec
-from edgewatch.agent.framing import Block
-from edgewatch.agent.pipeline import Model, Pipeline
+from edgewatch.agent.model import Model
 from edgewatch.agent.simulate import Fault, Machine, simulate_waveform
-from edgewatch.agent.sinks.outputs import Lines
+from edgewatch.agent.sources.replay import ReplayReader
 from edgewatch.export.config import SimulatedData, TrainConfig
 from edgewatch.export.detectors.params import IsolationForestParams
 from edgewatch.export.train import train
@@ -31,7 +33,6 @@ SAMPLE_RATE = 25600.0
 CHANNELS = ("x", "y", "z")
 HEALTHY_S = 60.0
 RUN_S = 90.0
-BLOCK_S = 0.1
 DEVICE = "fan-1"
 FAULTS = (
     Fault(kind="outer_race", start=15, end=30, severity=0.5),
@@ -95,20 +96,40 @@ class Console:
         pass
 
 
-def stream(pipeline: Pipeline, signal: np.ndarray, speed: float | None, timeline: Timeline) -> None:
-    """``signal`` through the pipeline in blocks of ``BLOCK_S``, at ``speed`` times real time
-    (None: as fast as it goes)."""
-    size = round(BLOCK_S * SAMPLE_RATE)
-    began = time.monotonic()
-    for start in range(0, signal.shape[1], size):
-        offset = start / SAMPLE_RATE
-        if speed is not None:
-            time.sleep(max(0.0, began + offset / speed - time.monotonic()))
-        block = Block(
-            DEVICE, timeline.start + offset, SAMPLE_RATE, signal[:, start : start + size], CHANNELS
-        )
-        batch = pipeline.process([block])
-        timeline.ends.extend(end - timeline.start for end in batch.ends)
+def agent_config(out: Path, speed: float | None, timeline: Timeline) -> AgentConfig:
+    """The agent the demo runs: the recording in ``out`` replayed as ``DEVICE`` from the
+    timeline's start, at ``speed`` times real time (None: as fast as it goes), and its alerts
+    into ``alerts.jsonl``."""
+    source = {
+        "type": "replay",
+        "device": DEVICE,
+        "path": out / "recording.npy",
+        "channels": CHANNELS,
+        "sample_rate": SAMPLE_RATE,
+        "speed": "max" if speed is None else speed,
+        "start_ts": timeline.start,
+    }
+    return validate(
+        {
+            "site": "demo",
+            "device": "demo",
+            "model": {"bundle": out / "bundle", "watch": False},
+            "decision": DECISION,
+            "sources": [source],
+            "sinks": [{"type": "jsonl", "path": out / "alerts.jsonl"}],
+        }
+    )
+
+
+def stream(parts: Assembly, timeline: Timeline) -> None:
+    """The replay source plays its recording through the pipeline; every batch's window end
+    times and scores go on the timeline."""
+    reader, pipeline = parts.sources[0], parts.pipeline
+    assert isinstance(reader, ReplayReader)
+    threading.Thread(target=reader.run, args=(threading.Event(),), daemon=True).start()
+    while not (reader.done.is_set() and pipeline.inbox.empty()):
+        batch = pipeline.process(pipeline.drain(timeout=0.2))
+        timeline.ends.extend(part.ends - timeline.start for part in batch.parts)
         timeline.scores.extend(batch.scores)
 
 
@@ -194,12 +215,12 @@ def run(out: Path, speed: float | None, show: Show, progress: Show) -> dict[str,
     timeline = Timeline()
     jsonl = out / "alerts.jsonl"
     jsonl.unlink(missing_ok=True)
-    sinks = [Console(show, timeline), Lines.file(jsonl)]
-    pipeline = Pipeline(model, DECISION, AlertMaker("demo"), sinks)
+    np.save(out / "recording.npy", recording.signal.T)
+    parts = assemble(agent_config(out, speed, timeline), model, sinks=[Console(show, timeline)])
     try:
-        stream(pipeline, recording.signal, speed, timeline)
+        stream(parts, timeline)
     finally:
-        pipeline.close()
+        parts.pipeline.close()
     slack = bundle.manifest.feature_spec.window / SAMPLE_RATE
     found = outcomes(FAULTS, timeline, slack)
     false = false_alerts(FAULTS, timeline, slack)

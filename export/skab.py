@@ -33,6 +33,7 @@ import numpy as np
 
 from edgewatch.agent.decision import Decider, Policy
 from edgewatch.agent.features import FeatureSpec, Rolling, featurize
+from edgewatch.agent.model import sequences
 from edgewatch.agent.scorer import open_session
 from edgewatch.export.calibrate import fit_scale
 from edgewatch.export.datasets import SKAB_CHANNELS, Dataset, load_skab
@@ -53,7 +54,6 @@ from edgewatch.export.detectors.params import (
 from edgewatch.export.metrics import Confusion
 from edgewatch.export.onnxgraph import INPUT
 from edgewatch.export.parity import compare
-from edgewatch.export.train import sequences
 
 TRAIN_ROWS = 400
 SOURCE = "SOURCE.md"

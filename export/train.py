@@ -21,6 +21,7 @@ from edgewatch.agent.bundle import (
     Training,
 )
 from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.model import sequences
 from edgewatch.agent.scorer import open_session
 from edgewatch.agent.simulate import PROCESS_CHANNELS, simulate_process, simulate_waveform
 from edgewatch.export.bundle import digest, write_bundle
@@ -90,15 +91,6 @@ def _simulate(source: SimulatedData, spec: FeatureSpec) -> Dataset:
             channels=len(spec.channels),
         )
     return from_simulation(f"simulated-{source.seed}", run, spec.channels)
-
-
-def sequences(rows: np.ndarray, history: int) -> np.ndarray:
-    """Each run of ``history`` consecutive rows, ``[n - history + 1, history, features]``; with
-    a history of 1, the rows themselves."""
-    if history == 1:
-        return rows
-    views = np.lib.stride_tricks.sliding_window_view(rows, history, axis=0)
-    return np.ascontiguousarray(np.moveaxis(views, -1, 1))
 
 
 def inputs_of(rows: Features, history: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from edgewatch.agent.bundle import Thresholds
 from edgewatch.agent.config import Decision
 from edgewatch.agent.decision import Decider, Policy
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.model import policy
 
 
 def ids():
@@ -157,7 +159,8 @@ def test_the_configured_policy_takes_the_bundles_thresholds_unless_the_config_se
         normal_rows=1000,
     )
     decision = Decision(critical=4.0, n=2, m=4, hysteresis=0.25, release=0.1, min_duration_s=5)
-    assert Policy.of(decision, thresholds) == Policy(
+    spec = FeatureSpec(kind="process", channels=["a"])
+    assert policy(decision, thresholds, spec) == Policy(
         warning=2.0,
         critical=4.0,
         warmup=10,

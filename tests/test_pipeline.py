@@ -10,7 +10,8 @@ from edgewatch.agent.bundle import BundleError, verify_bundle
 from edgewatch.agent.config import Decision, ProcessGate, RmsGate
 from edgewatch.agent.features import featurize
 from edgewatch.agent.framing import Block
-from edgewatch.agent.pipeline import Model, Pipeline
+from edgewatch.agent.model import Model
+from edgewatch.agent.pipeline import Pipeline
 from edgewatch.agent.simulate import Fault, Machine, simulate_process, simulate_waveform
 from edgewatch.agent.sinks.outputs import Lines
 from tests import reference
@@ -32,11 +33,13 @@ class Kept(list):
 EVERY_WINDOW = Decision(warmup_windows=0)
 
 
+def names_in(scored):
+    return [part.device for part in scored.parts]
+
+
 def pipeline(bundle_path, decision=EVERY_WINDOW, sinks=None, **kwargs):
     bundle = verify_bundle(bundle_path)
-    return Pipeline(
-        Model.load(bundle, decision), decision, AlertMaker("site"), sinks or [], **kwargs
-    )
+    return Pipeline(Model.load(bundle, decision), AlertMaker("site"), sinks or [], **kwargs)
 
 
 def blocks_of(signal, device="fan", sizes=(512,), t0=0.0, channels=()):
@@ -63,7 +66,7 @@ def test_windows_ready_together_are_scored_together_and_equal_one_by_one(wavefor
         blocks = [Block(d, start / RATE, RATE, chunk) for d in devices]
         batch = together.process(blocks)
         one_by_one = [apart.process([b]) for b in blocks]
-        assert batch.devices == [r.devices[0] for r in one_by_one if r.devices]
+        assert names_in(batch) == [names_in(r)[0] for r in one_by_one if r.parts]
         for mine, single in zip(batch.scores, one_by_one, strict=False):
             np.testing.assert_allclose(mine, single.scores[0], rtol=1e-5)
     assert together.registry.value("windows_scored_total") == 4 * 49
@@ -100,11 +103,11 @@ def test_named_channels_are_put_in_the_model_s_order(waveform_bundle):
     straight, swapped = pipeline(waveform_bundle), pipeline(waveform_bundle)
     a = straight.process([Block("fan", 0, RATE, run.signal, ("x", "y", "z"))])
     b = swapped.process([Block("fan", 0, RATE, run.signal[[2, 0, 1]], ("z", "x", "y"))])
-    np.testing.assert_array_equal(a.rows[0], b.rows[0])
+    np.testing.assert_array_equal(a.parts[0].rows, b.parts[0].rows)
 
 
 def test_without_a_model_blocks_are_dropped_and_counted():
-    pipe = Pipeline(None, Decision(), AlertMaker("site"), [])
+    pipe = Pipeline(None, AlertMaker("site"), [])
     pipe.process([Block("fan", 0, RATE, np.zeros((3, 10), np.float32))])
     assert pipe.dropped == {"no_model": 1}
 
@@ -137,7 +140,7 @@ def test_a_model_swapped_mid_stream_takes_over_between_windows(waveform_bundle, 
     scored = [pipe.process([b]) for b in blocks[:half]]
     pipe.swap(Model.load(verify_bundle(other), decision))
     scored += [pipe.process([b]) for b in blocks[half:]]
-    windows = sum(len(e) for r in scored for e in r.ends)
+    windows = sum(len(p.ends) for r in scored for p in r.parts)
     assert windows == (faulty_run().signal.shape[1] - 1024) // 512 + 1
     versions = [a.model.version for a in kept]
     assert versions[0] == "1" and versions[-1] == "2"
@@ -161,7 +164,12 @@ def test_process_rows_and_a_sequence_model_keep_each_device_s_history(bundles):
     want = scorer(reference.sequences(expected, history).astype(np.float32)).calibrated
     for device in ("p1", "p2"):
         got = np.concatenate(
-            [s for r in rounds for d, s in zip(r.devices, r.scores, strict=True) if d == device]
+            [
+                s
+                for r in rounds
+                for p, s in zip(r.parts, r.scores, strict=True)
+                if p.device == device
+            ]
         )
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
@@ -217,7 +225,7 @@ def test_devices_beyond_the_cap_are_forgotten_least_recently_seen_first(waveform
     for i in range(10):
         kept = Block("kept", i * 2048 / RATE, RATE, chunk)
         scored = pipe.process([Block(f"passing{i}", 0.0, RATE, chunk), kept])
-        windows.append(len(scored.ends[scored.devices.index("kept")]))
+        windows.append(len(scored.parts[names_in(scored).index("kept")].ends))
     assert pipe.registry.value("devices_evicted_total") == 11 - 3
     # One stream, never cut: 3 windows from the first block, then 4 from each block after it.
     assert windows == [3] + [4] * 9

@@ -24,12 +24,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgewatch.agent.config import Broker
-from edgewatch.agent.metrics import Histogram
+from edgewatch.agent.metrics import Histogram, Registry
 from edgewatch.agent.mqtt import broker_url, make_client
 from edgewatch.agent.sinks.spool import Message, Spool
 from edgewatch.agent.supervisor import Spawn, thread
 
 log = logging.getLogger(__name__)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -54,7 +55,6 @@ class Forwarder:
         spool: Spool,
         subscriptions: dict[str, Callable[[bytes], None]] | None = None,
         max_inflight: int = 64,
-        latency: Histogram | None = None,
         delivered: Callable[[Message, float], None] | None = None,
         spawn: Spawn = thread,
     ) -> None:
@@ -62,7 +62,8 @@ class Forwarder:
         self.spool = spool
         self.subscriptions = dict(subscriptions or {})
         self.max_inflight = max_inflight
-        self.latency, self.delivered = latency, delivered
+        self.delivered = delivered
+        self.latency: Histogram | None = None
         self.connected = False
         self.connects = 0
         self.last_error = ""
@@ -73,6 +74,20 @@ class Forwarder:
         self._backlog = 0
         self._spawn = spawn
         self._thread: threading.Thread | None = None
+
+    def export_metrics(self, registry: Registry) -> None:
+        self.latency = registry.histogram(
+            "publish_latency_seconds",
+            "From handing an alert to the broker to its PUBACK",
+            LATENCY_BUCKETS,
+        )
+        registry.collect(
+            "gauge",
+            "mqtt_connected",
+            "1 while the upstream connection is up",
+            (),
+            lambda: {(): float(self.connected)},
+        )
 
     def start(self) -> None:
         self._thread = self._spawn("forwarder", self._run, self._stopping)

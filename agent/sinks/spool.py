@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from edgewatch.agent.metrics import Registry
+
 Kind = Literal["alert", "telemetry"]
 
 
@@ -223,6 +225,32 @@ class Spool:
         """The last alert sequence number of every device, to carry on from after a restart."""
         with self._lock:
             return dict(self._db.execute("SELECT device, last FROM sequences").fetchall())
+
+    def export_metrics(self, registry: Registry) -> None:
+        registry.collect(
+            "gauge", "spool_depth", "Messages waiting in the spool", (), lambda: {(): self.rows}
+        )
+        registry.collect(
+            "gauge",
+            "spool_bytes",
+            "Payload bytes waiting in the spool",
+            (),
+            lambda: {(): self.bytes},
+        )
+        registry.collect(
+            "counter",
+            "spool_dropped_total",
+            "Messages dropped from a full spool",
+            ("kind",),
+            lambda: {(k,): n for k, n in self.dropped.items()},
+        )
+        registry.collect(
+            "counter",
+            "spool_unstored_total",
+            "Messages the disk refused to store",
+            ("kind",),
+            lambda: {(k,): n for k, n in self.unstored.items()},
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -39,18 +39,15 @@ from typing import Any
 
 import numpy as np
 
-from edgewatch.agent.alerts import AlertMaker
+from edgewatch.agent.assembly import Assembly, assemble
 from edgewatch.agent.bench.numpy_features import numpy_features
 from edgewatch.agent.bench.timing import steady_heap
 from edgewatch.agent.bundle import verify_bundle
-from edgewatch.agent.config import Broker, Decision, MqttSource
+from edgewatch.agent.config import Decision, validate
 from edgewatch.agent.framing import Block
-from edgewatch.agent.pipeline import Model, Pipeline
+from edgewatch.agent.model import Model
 from edgewatch.agent.simulate import Fault, Machine, simulate_waveform
-from edgewatch.agent.sinks.mqtt import Forwarder
-from edgewatch.agent.sinks.outputs import Spooled
-from edgewatch.agent.sinks.spool import Message, Spool
-from edgewatch.agent.sources.mqtt import MqttReader
+from edgewatch.agent.sinks.spool import Message
 from edgewatch.export.config import TrainConfig, parse_config
 from edgewatch.export.train import train
 from edgewatch.kernels import native, runtime
@@ -115,6 +112,31 @@ def _signals(sensor: Sensor, devices: int, seconds: float) -> list[np.ndarray]:
     ]
 
 
+def _agent(bundle: Path, decision: Decision, folder: Path, name: str, port: int = 1883) -> Assembly:
+    """The agent as ``edgewatch run`` assembles it: binary blocks from the broker on ``port``
+    (not started: a benchmark may hand the pipeline its blocks itself), alerts through a spool
+    in ``folder`` to the broker."""
+    config = validate(
+        {
+            "site": "bench",
+            "device": name,
+            "model": {"bundle": bundle, "watch": False},
+            "decision": decision,
+            "mqtt": {"host": "127.0.0.1", "port": port},
+            "spool": {
+                "path": folder / f"{name}.sqlite",
+                "max_rows": 1_000_000,
+                "max_bytes": 1 << 30,
+            },
+            "sources": [
+                {"type": "mqtt", "topic": "sensors/#", "format": "binary", "max_inflight": 100}
+            ],
+            "sinks": [{"type": "mqtt"}],
+        }
+    )
+    return assemble(config, Model.load(verify_bundle(bundle), decision))
+
+
 def _capacity(
     bundle: Path,
     sensor: Sensor,
@@ -137,16 +159,9 @@ def _capacity(
     ]
     rates, alerts = [], 0
     for r in range(rounds + 1):
-        spool = Spool(folder / f"capacity{block}-{r}.sqlite", 1_000_000, 1 << 30)
-        decision = Decision(warmup_windows=5)
-        pipeline = Pipeline(
-            Model.load(verify_bundle(bundle), decision),
-            decision,
-            AlertMaker("bench"),
-            [Spooled(spool, "bench/", lambda: None, telemetry=False)],
-            inbox=devices * 4,
-            max_batch=devices,
-        )
+        parts = _agent(bundle, Decision(warmup_windows=5), folder, f"capacity{block}-{r}")
+        pipeline, spool = parts.pipeline, parts.spool
+        assert spool is not None
         began = time.process_time()
         for round_blocks in blocks:
             for each in round_blocks:
@@ -240,12 +255,10 @@ class _Mosquitto:
         self.process.wait(10)
 
 
-def _mqtt_ingest(bundle: Path, port: int, seconds: float = 60.0) -> tuple[float, int]:
+def _mqtt_ingest(bundle: Path, port: int, folder: Path, seconds: float = 60.0) -> tuple[float, int]:
     """Values per CPU second over MQTT, and how many were lost."""
-    decision = Decision()
-    pipeline = Pipeline(Model.load(verify_bundle(bundle), decision), decision, AlertMaker("b"), [])
-    source = MqttSource(type="mqtt", topic="sensors/#", format="binary", max_inflight=100)
-    reader = MqttReader(source, Broker(host="127.0.0.1", port=port), "bench-in", pipeline.offer)
+    parts = _agent(bundle, Decision(), folder, "ingest", port)
+    pipeline, reader = parts.pipeline, parts.sources[0]
     stop, done = threading.Event(), threading.Event()
     threading.Thread(target=reader.run, args=(stop,), daemon=True).start()
     threading.Thread(target=pipeline.run, args=(done,), daemon=True).start()
@@ -272,7 +285,9 @@ def _mqtt_ingest(bundle: Path, port: int, seconds: float = 60.0) -> tuple[float,
 def _latency(bundle: Path, port: int, folder: Path, alerts: int = 200) -> float:
     """p99 ms from a completed anomalous window to its alert's PUBACK."""
     decision = Decision(warmup_windows=0, n=1, m=1, hysteresis=0, cooldown_s=0)
-    spool = Spool(folder / "latency.sqlite", 100_000, 1 << 28)
+    parts = _agent(bundle, decision, folder, "latency", port)
+    pipeline, spool, forwarder = parts.pipeline, parts.spool, parts.forwarder
+    assert spool is not None and forwarder is not None
     acked: dict[int, float] = {}
     seen = threading.Event()
 
@@ -280,15 +295,7 @@ def _latency(bundle: Path, port: int, folder: Path, alerts: int = 200) -> float:
         acked[message.id] = at
         seen.set()
 
-    forwarder = Forwarder(
-        Broker(host="127.0.0.1", port=port), "bench-out", "bench/status", spool, delivered=delivered
-    )
-    pipeline = Pipeline(
-        Model.load(verify_bundle(bundle), decision),
-        decision,
-        AlertMaker("bench"),
-        [Spooled(spool, "bench/", forwarder.notify, telemetry=False)],
-    )
+    forwarder.delivered = delivered
     forwarder.start()
     deadline = time.monotonic() + 10
     while not forwarder.connected and time.monotonic() < deadline:
@@ -387,7 +394,7 @@ def run(rounds: int = 3) -> dict[str, Any]:
         seed = _seed(bundle)
         broker = _Mosquitto(folder)
         try:
-            mqtt_rate, lost = _mqtt_ingest(bundle, broker.port)
+            mqtt_rate, lost = _mqtt_ingest(bundle, broker.port, folder)
             latency = _latency(bundle, broker.port, folder)
         finally:
             broker.stop()

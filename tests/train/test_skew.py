@@ -20,6 +20,6 @@ def test_the_agent_computes_the_features_training_computes_from_the_same_file(
     pipe = pipeline(waveform_bundle)
     samples = load_recording(path, spec.channels)
     rounds = [pipe.process([b]) for b in blocks_of(samples, sizes=(100, 2000, 37, 512))]
-    online = np.concatenate([r for rnd in rounds for r in rnd.rows])
+    online = np.concatenate([part.rows for rnd in rounds for part in rnd.parts])
     assert online.shape == offline.shape
     np.testing.assert_allclose(online, offline, rtol=2e-4, atol=1e-5)

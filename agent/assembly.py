@@ -1,0 +1,163 @@
+"""One assembly: the agent's parts built from its config, for ``run`` (``agent.service``),
+``replay``, the demo and the pipeline benchmark alike.
+
+Sources and sinks come from the registries ``SOURCES`` and ``SINKS``, keyed by the ``type`` of
+their config (``agent.config``); each part registers its own metrics in the assembly's registry.
+Sinks are built first, then the pipeline that feeds them, then the sources that feed it.
+"""
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from edgewatch.agent.alerts import AlertMaker
+from edgewatch.agent.config import (
+    AgentConfig,
+    JsonlSink,
+    MqttSink,
+    MqttSource,
+    ReplaySource,
+    SerialSource,
+    StdoutSink,
+)
+from edgewatch.agent.metrics import Registry
+from edgewatch.agent.model import Model
+from edgewatch.agent.pipeline import Pipeline, Recorder
+from edgewatch.agent.sinks.mqtt import Forwarder
+from edgewatch.agent.sinks.outputs import Lines, Sink, Spooled
+from edgewatch.agent.sinks.spool import Spool
+from edgewatch.agent.sources import DecoderMetrics
+from edgewatch.agent.sources.mqtt import MqttReader
+from edgewatch.agent.sources.replay import ReplayReader, load_recording
+from edgewatch.agent.sources.serial import SerialReader
+from edgewatch.agent.supervisor import Supervisor
+
+Source = SerialReader | MqttReader | ReplayReader
+
+
+@dataclass
+class Wiring:
+    """What a source or sink is built with beside its own config, and what the MQTT sink
+    builds for the rest of the agent. ``subscriptions``: the handlers of the topics (under the
+    topic root) that the MQTT sink's session subscribes to."""
+
+    config: AgentConfig
+    registry: Registry
+    supervisor: Supervisor
+    subscriptions: dict[str, Callable[[bytes], None]] = field(default_factory=dict)
+    spool: Spool | None = None
+    forwarder: Forwarder | None = None
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """The agent's parts, built and not started."""
+
+    config: AgentConfig
+    registry: Registry
+    supervisor: Supervisor
+    pipeline: Pipeline
+    sources: list[Source]
+    spool: Spool | None
+    forwarder: Forwarder | None
+
+
+def _mqtt_sink(config: MqttSink, parts: Wiring) -> Sink:
+    agent = parts.config
+    assert agent.mqtt is not None
+    topics = agent.topics
+    parts.spool = Spool(agent.spool.path, agent.spool.max_rows, agent.spool.max_bytes)
+    parts.spool.export_metrics(parts.registry)
+    parts.forwarder = Forwarder(
+        agent.mqtt,
+        agent.client_id,
+        topics + "status",
+        parts.spool,
+        {topics + name: handler for name, handler in parts.subscriptions.items()},
+        spawn=parts.supervisor.start,
+    )
+    parts.forwarder.export_metrics(parts.registry)
+    return Spooled(parts.spool, topics, parts.forwarder.notify, config.telemetry)
+
+
+def _stdout_sink(config: StdoutSink, parts: Wiring) -> Sink:
+    return Lines(sys.stdout)
+
+
+def _jsonl_sink(config: JsonlSink, parts: Wiring) -> Sink:
+    return Lines.file(config.path)
+
+
+def _serial_source(config: SerialSource, index: int, parts: Wiring, to: Pipeline) -> Source:
+    return SerialReader(config, to.offer)
+
+
+def _mqtt_source(config: MqttSource, index: int, parts: Wiring, to: Pipeline) -> Source:
+    assert parts.config.mqtt is not None
+    client_id = f"{parts.config.client_id}-in{index}"
+    guard = partial(parts.supervisor.guard, f"source{index}")
+    return MqttReader(config, parts.config.mqtt, client_id, to.offer, guard)
+
+
+def _replay_source(config: ReplaySource, index: int, parts: Wiring, to: Pipeline) -> Source:
+    samples = load_recording(config.path, config.channels)
+    return ReplayReader(
+        samples,
+        config.device,
+        config.channels,
+        config.sample_rate,
+        config.speed,
+        to.put,
+        start_ts=config.start_ts,
+    )
+
+
+SINKS: dict[str, Callable[[Any, Wiring], Sink]] = {
+    "mqtt": _mqtt_sink,
+    "stdout": _stdout_sink,
+    "jsonl": _jsonl_sink,
+}
+SOURCES: dict[str, Callable[[Any, int, Wiring, Pipeline], Source]] = {
+    "serial": _serial_source,
+    "mqtt": _mqtt_source,
+    "replay": _replay_source,
+}
+
+
+def assemble(
+    config: AgentConfig,
+    model: Model | None = None,
+    *,
+    registry: Registry | None = None,
+    supervisor: Supervisor | None = None,
+    subscriptions: dict[str, Callable[[bytes], None]] | None = None,
+    record: Recorder | None = None,
+    sinks: Sequence[Sink] = (),
+) -> Assembly:
+    """The parts ``config`` names, and the pipeline between them, scoring with ``model`` (or
+    waiting for one to be swapped in). ``sinks`` are added to the configured ones."""
+    registry = registry or Registry()
+    wiring = Wiring(config, registry, supervisor or Supervisor(registry), subscriptions or {})
+    outputs = [SINKS[sink.type](sink, wiring) for sink in config.sinks] + list(sinks)
+    telemetry = next((s for s in config.sinks if isinstance(s, MqttSink)), None)
+    pipeline = Pipeline(
+        model,
+        AlertMaker(config.site, wiring.spool.sequences() if wiring.spool else None),
+        outputs,
+        registry,
+        telemetry_interval_s=telemetry.telemetry_interval_s if telemetry else 10.0,
+        record=record,
+        max_devices=config.max_devices,
+    )
+    decoders = DecoderMetrics(registry)
+    sources = []
+    for i, source in enumerate(config.sources):
+        reader = SOURCES[source.type](source, i, wiring, pipeline)
+        sources.append(reader)
+        if not isinstance(reader, ReplayReader):
+            decoders.add(f"{i}:{source.type}", reader.counts)
+    return Assembly(
+        config, registry, wiring.supervisor, pipeline, sources, wiring.spool, wiring.forwarder
+    )
