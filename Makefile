@@ -11,16 +11,16 @@ DEBS := mosquitto socat systemd openssl gcc g++ python3-dev
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[train,test]'
+	$(PY) -m pip install --quiet -e '.[test]' -e './tools[train]'
 	touch $@
 
-$(EDGE_STAMP): pyproject.toml
+$(EDGE_STAMP): pyproject.toml tools/pyproject.toml
 	python3 -m venv $(EDGE_VENV)
 	$(EDGE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(EDGE_VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(EDGE_VENV)/bin/python -m pip install --quiet -e '.[test]' -e ./tools
 	touch $@
 
 # Real brokers and serial ports for the tests, C and C++ compilers and headers for the native kernels:

@@ -1,4 +1,4 @@
-"""The runtime's commands: ``run``, ``replay``, ``simulate``, ``warmup`` and ``feedback export``.
+"""The runtime's commands: ``run``, ``replay``, ``warmup`` and ``feedback export``.
 
 Each handler parses nothing itself (argparse has done that), turns the user's mistakes into one
 line on stderr and an exit status of 2, and imports what it needs only when it runs.
@@ -13,7 +13,7 @@ from pathlib import Path
 from edgewatch.agent.config import AgentConfig, ConfigError, Decision, load_config, validate
 
 
-def _fail(command: str, message: str) -> int:
+def fail(command: str, message: str) -> int:
     for line in message.splitlines():
         print(f"edgewatch {command}: {line}", file=sys.stderr)
     return 2
@@ -23,7 +23,7 @@ def _config(command: str, path: Path) -> AgentConfig | int:
     try:
         return load_config(path)
     except ConfigError as e:
-        return _fail(command, "\n".join(f"{path}: {line}" for line in str(e).splitlines()))
+        return fail(command, "\n".join(f"{path}: {line}" for line in str(e).splitlines()))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,12 +38,12 @@ def run(args: argparse.Namespace) -> int:
         return config
     found = problems(config)
     if found:
-        return _fail("run", "\n".join(f"{args.config}: {line}" for line in found))
+        return fail("run", "\n".join(f"{args.config}: {line}" for line in found))
     logs.setup(config.log_level)
     try:
         agent = Agent(config)
     except (BundleError, RecordingError, OSError) as e:
-        return _fail("run", str(e))
+        return fail("run", str(e))
     return agent.run()
 
 
@@ -95,7 +95,7 @@ def replay(args: argparse.Namespace) -> int:
         runtime.select(1)
         parts = assemble(config, Model.load(bundle, decision))
     except (BundleError, RecordingError, ConfigError) as e:
-        return _fail("replay", str(e))
+        return fail("replay", str(e))
     reader = parts.sources[0]
     assert isinstance(reader, ReplayReader)
     threading.Thread(target=reader.run, args=(threading.Event(),), daemon=True).start()
@@ -109,72 +109,24 @@ def replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fault(text: str) -> object:
-    from pydantic import ValidationError
-
-    from edgewatch.agent.simulate import Fault
-
-    parts = text.split(":")
-    if len(parts) not in (3, 4):
-        raise argparse.ArgumentTypeError(f"{text}: expected KIND:START:END[:SEVERITY]")
-    fields = dict(zip(("kind", "start", "end", "severity"), parts, strict=False))
-    try:
-        return Fault.model_validate(fields)
-    except ValidationError as e:
-        raise argparse.ArgumentTypeError(f"{text}: {e.errors()[0]['msg']}") from None
-
-
-def simulate(args: argparse.Namespace) -> int:
-    from edgewatch.agent.emit import Blocks, TargetError, send
-    from edgewatch.agent.simulate import (
-        PROCESS_CHANNELS,
-        Machine,
-        simulate_process,
-        simulate_waveform,
-    )
-
-    waveform = args.kind == "waveform"
-    rate = args.rate or (25600.0 if waveform else 1.0)
-    try:
-        if waveform:
-            run = simulate_waveform(
-                Machine(), args.duration, rate, args.seed, args.fault, args.channels
-            )
-            names = ("x", "y", "z")[: args.channels]
-        else:
-            run = simulate_process(args.duration, args.seed, args.fault, rate)
-            names = PROCESS_CHANNELS
-    except ValueError as e:
-        return _fail("simulate", str(e))
-    blocks = Blocks(
-        args.device, names, rate, run.signal, max(1, round(rate * args.block)), time.time()
-    )
-    try:
-        count, unit = send(args.to, blocks, args.format, args.speed, args.baudrate)
-    except TargetError as e:
-        return _fail("simulate", str(e))
-    print(f"edgewatch simulate: {count} {unit} to {args.to}", file=sys.stderr)
-    return 0
-
-
 def warmup(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from edgewatch.agent.features import FeatureSpec, Featurizer
-    from edgewatch.agent.simulate import Machine
+    from edgewatch.agent.features import Bearing, FeatureSpec, Featurizer
     from edgewatch.kernels import native
     from edgewatch.kernels.cache import cache_dir
 
     began = time.perf_counter()
-    machine = Machine()
+    # Any bearing compiles the same kernels: its geometry is an argument, not a constant.
+    bearing = Bearing(balls=9, ball_diameter=7.94, pitch_diameter=39.04)
     specs = [
         FeatureSpec(
             kind="waveform",
             sample_rate=25600,
             window=1024,
             channels=["x"],
-            bearing=machine.bearing,
-            shaft_hz=machine.shaft_hz,
+            bearing=bearing,
+            shaft_hz=30.0,
         ),
         FeatureSpec(kind="process", channels=["a"]),
     ]
@@ -213,7 +165,7 @@ def feedback_export(args: argparse.Namespace) -> int:
             return config
         path = config.feedback_db
     if not path.exists():
-        return _fail("feedback export", f"{path}: no feedback database")
+        return fail("feedback export", f"{path}: no feedback database")
     count = FeedbackStore(path).export(args.out)
     print(f"edgewatch feedback export: {count} labelled alerts to {args.out}", file=sys.stderr)
     return 0
@@ -236,23 +188,6 @@ def add(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     replay_.add_argument("--config", type=Path, help="take decision settings and site from it")
     replay_.add_argument("--public-key", type=Path, help="require a bundle signed for this key")
     replay_.set_defaults(handler=replay)
-
-    sim = commands.add_parser("simulate", help="send a simulated machine to MQTT, serial or a file")
-    sim.add_argument("--to", required=True, help="mqtt://HOST:PORT/TOPIC, serial:/dev/ttyX or FILE")
-    sim.add_argument("--kind", choices=("waveform", "process"), default="waveform")
-    sim.add_argument("--duration", type=float, default=60.0, help="seconds of signal")
-    sim.add_argument("--rate", type=float, help="sample rate (25600 for waveform, 1 for process)")
-    sim.add_argument("--channels", type=int, default=3, choices=(1, 2, 3), help="waveform axes")
-    sim.add_argument(
-        "--fault", type=_fault, action="append", default=[], help="KIND:START:END[:SEVERITY]"
-    )
-    sim.add_argument("--device", default="sim", help="the device name in each block")
-    sim.add_argument("--format", choices=("json", "binary", "csv"), default="binary")
-    sim.add_argument("--speed", type=speed, default=1.0, help="N times real time, or max")
-    sim.add_argument("--block", type=float, default=0.1, help="seconds of signal per block")
-    sim.add_argument("--baudrate", type=int, default=115200)
-    sim.add_argument("--seed", type=int, default=0)
-    sim.set_defaults(handler=simulate)
 
     warm = commands.add_parser(
         "warmup", help="compile the kernels: the JIT cache, and the native module the agent runs"

@@ -13,15 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgewatch.agent.commands import speed
+from edgewatch.export.bench import cli as bench_cli
 
-INSTALL_HINT = "pip install 'edgewatch[train]'"
+INSTALL_HINT = "pip install 'edgewatch-tools[train]'"
 
 
-def add_commands(
-    commands: argparse._SubParsersAction,
-    everything: argparse.ArgumentParser,
-    bench: argparse._SubParsersAction,
-) -> None:
+def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     demo = commands.add_parser(
         "demo", help="train on a simulated fan, then watch it catch three faults"
     )
@@ -60,26 +57,7 @@ def add_commands(
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     evaluate.set_defaults(handler=_guarded("evaluate", _evaluate))
-    everything.add_argument("--rate", type=float, default=25600.0, help="the sensor's sample rate")
-    everything.add_argument("--window", type=int, default=1024, help="samples per window")
-    everything.add_argument("--hop", type=int, default=512, help="samples between windows")
-    everything.add_argument("--axes", type=int, default=3, choices=(1, 2, 3), help="channels")
-    everything.add_argument(
-        "--model", default="isolation_forest", help="the model kind (as in a training config)"
-    )
-    everything.add_argument("--json", action="store_true", help="print one JSON object")
-    everything.add_argument("--rounds", type=int, default=3, help="capacity rounds (median)")
-    everything.set_defaults(handler=_guarded("bench", _bench))
-    scoring = bench.add_parser("scoring", help="model scoring latency and throughput")
-    scoring.add_argument("--json", action="store_true", help="print one JSON object")
-    scoring.add_argument("--rounds", type=int, default=2000, help="timed one-row calls per model")
-    scoring.set_defaults(handler=_guarded("bench scoring", _bench_scoring))
-    pipeline = bench.add_parser(
-        "pipeline", help="sensors per core, MQTT ingest, alert latency, memory and start-up"
-    )
-    pipeline.add_argument("--json", action="store_true", help="print one JSON object")
-    pipeline.add_argument("--rounds", type=int, default=3, help="capacity rounds (median)")
-    pipeline.set_defaults(handler=_guarded("bench pipeline", _bench_pipeline))
+    bench_cli.add(commands, _guarded)
 
 
 def _guarded(
@@ -133,40 +111,6 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     key = load_private_key(args.sign_key) if args.sign_key else None
     train(config, args.out, key, _progress(args.quiet))
-    return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    if args.rounds < 1:
-        raise ValueError("--rounds must be at least 1")
-    from edgewatch.export.bench.pipeline import Sensor
-
-    sensor = Sensor(args.rate, args.window, args.hop, args.axes, args.model)
-    sensor.training()
-    from edgewatch.export.bench import summary
-
-    result = summary.run(sensor, args.rounds)
-    print(json.dumps(result) if args.json else summary.render(result))
-    return 0
-
-
-def _bench_scoring(args: argparse.Namespace) -> int:
-    if args.rounds < 100:
-        raise ValueError("--rounds must be at least 100, for a p99")
-    from edgewatch.export.bench import scoring
-
-    result = scoring.run(rounds=args.rounds)
-    print(json.dumps(result) if args.json else scoring.render(result))
-    return 0
-
-
-def _bench_pipeline(args: argparse.Namespace) -> int:
-    if args.rounds < 1:
-        raise ValueError("--rounds must be at least 1")
-    from edgewatch.export.bench import pipeline
-
-    result = pipeline.run(rounds=args.rounds)
-    print(json.dumps(result) if args.json else pipeline.render(result))
     return 0
 
 

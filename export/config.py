@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edgewatch.agent.bundle import Name
 from edgewatch.agent.features import FeatureSpec
-from edgewatch.agent.simulate import Fault, Machine
 from edgewatch.export.detectors.params import DetectorParams
 from edgewatch.export.parity import DEFAULT_TOLERANCE
+from edgewatch.sim.machine import Fault, Machine
 
 
 class ConfigError(ValueError):

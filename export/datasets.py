@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.agent.features import FeatureSpec, featurize
-from edgewatch.agent.simulate import Simulation
 from edgewatch.agent.windows import frame
+from edgewatch.sim.machine import Simulation
 
 TIMESTAMP_NAMES = ("timestamp", "datetime", "time", "ts", "date")
 SKAB_GROUPS = ("valve1", "valve2", "other")

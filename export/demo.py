@@ -23,11 +23,11 @@ from edgewatch.agent.assembly import Assembly, assemble
 from edgewatch.agent.config import AgentConfig, Decision, validate
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.model import Model
-from edgewatch.agent.simulate import Fault, Machine, simulate_waveform
 from edgewatch.agent.sources.replay import ReplayReader
 from edgewatch.export.config import SimulatedData, TrainConfig
 from edgewatch.export.detectors.params import IsolationForestParams
 from edgewatch.export.train import train
+from edgewatch.sim.machine import Fault, Machine, simulate_waveform
 
 SAMPLE_RATE = 25600.0
 CHANNELS = ("x", "y", "z")

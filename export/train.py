@@ -23,7 +23,6 @@ from edgewatch.agent.bundle import (
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.model import sequences
 from edgewatch.agent.scorer import open_session
-from edgewatch.agent.simulate import PROCESS_CHANNELS, simulate_process, simulate_waveform
 from edgewatch.export.bundle import digest, write_bundle
 from edgewatch.export.calibrate import budget_thresholds, f1_thresholds, fit_scale
 from edgewatch.export.config import CsvData, NpyData, SimulatedData, TrainConfig
@@ -41,6 +40,7 @@ from edgewatch.export.detectors.base import Detector, Progress, quiet
 from edgewatch.export.metrics import point_metrics
 from edgewatch.export.onnxgraph import FEATURE_ERROR, INPUT, SCORE
 from edgewatch.export.parity import compare, with_flips
+from edgewatch.sim.machine import PROCESS_CHANNELS, simulate_process, simulate_waveform
 
 MODEL_FILE = "model.onnx"
 LIBRARIES = (

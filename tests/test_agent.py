@@ -18,9 +18,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edgewatch.agent.bench.fuzz import PARSERS, mutate
 from edgewatch.agent.bundle import MANIFEST, verify_bundle
-from edgewatch.agent.simulate import Fault, Machine, simulate_waveform
+from edgewatch.export.bench.fuzz import PARSERS, mutate
+from edgewatch.sim.machine import Fault, Machine, simulate_waveform
 from tests.conftest import Subscriber, free_port, wait_for
 
 ROOT = "edgewatch/plant/gw1/"

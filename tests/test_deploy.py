@@ -131,8 +131,10 @@ def test_install_into_a_root_is_an_edge_install_that_is_idempotent_and_removable
     ).stdout.lower()
     assert "edgewatch==" in listed
     site = next((venv / "lib").glob("python3*/site-packages"))
-    assert not {"agent", "export", "kernels"} & {path.name for path in site.iterdir()}
+    assert not {"agent", "export", "kernels", "sim"} & {path.name for path in site.iterdir()}
     assert (site / "edgewatch" / "agent" / "cli.py").is_file()
+    # The tools (training, benchmarks, the simulator) are not on a gateway.
+    assert not {"export", "sim"} & {path.name for path in (site / "edgewatch").iterdir()}
     assert [p for p in EDGE_FORBIDDEN if f"\n{p}==" in "\n" + listed] == []
     warmup = subprocess.run(
         [venv / "bin/edgewatch", "warmup"],
@@ -141,9 +143,9 @@ def test_install_into_a_root_is_an_edge_install_that_is_idempotent_and_removable
         env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")},
     )
     assert "edgewatch warmup: native kernels ready" in warmup.stdout, warmup.stderr
-    for command in (["demo"], ["bench"], ["train", config, "-o", tmp_path / "b"]):
+    for command in (["demo"], ["bench"], ["simulate"], ["train", config, "-o", tmp_path / "b"]):
         run = subprocess.run([venv / "bin/edgewatch", *command], capture_output=True, text=True)
-        assert run.returncode == 2 and "pip install 'edgewatch[train]'" in run.stderr
+        assert run.returncode == 2 and "not part of the gateway install" in run.stderr
 
     config.write_text(config.read_text() + "# edited on site\n")
     again = _install("--root", root, env={"CXX": "no-such-g++"})

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgewatch.agent.bench.fuzz import PARSERS, mutate
 from edgewatch.agent.cli import main
+from edgewatch.export.bench.fuzz import PARSERS, mutate
 
 
 def test_the_fuzz_bench_finds_no_escape(capsys):

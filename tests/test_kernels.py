@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from edgewatch.agent.features import FeatureSpec, Featurizer
-from edgewatch.agent.simulate import Fault, Machine, simulate_waveform
 from edgewatch.kernels.layout import TIME_FEATURES, bearing_frequencies, hann
 from edgewatch.kernels.timedomain import time_features
+from edgewatch.sim.machine import Fault, Machine, simulate_waveform
 from tests import reference
 from tests.strategies import (
     BEARING,

@@ -12,8 +12,8 @@ from edgewatch.agent.features import featurize
 from edgewatch.agent.framing import Block
 from edgewatch.agent.model import Model
 from edgewatch.agent.pipeline import Pipeline
-from edgewatch.agent.simulate import Fault, Machine, simulate_process, simulate_waveform
 from edgewatch.agent.sinks.outputs import Lines
+from edgewatch.sim.machine import Fault, Machine, simulate_process, simulate_waveform
 from tests import reference
 
 RATE = 25600.0

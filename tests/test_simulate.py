@@ -5,8 +5,8 @@ import pytest
 from pydantic import ValidationError
 
 from edgewatch.agent.features import FeatureSpec, featurize
-from edgewatch.agent.simulate import Fault, Machine, simulate_process, simulate_waveform
 from edgewatch.agent.windows import frame
+from edgewatch.sim.machine import Fault, Machine, simulate_process, simulate_waveform
 
 RATE = 25600.0
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgewatch.agent.config import parse_config
 from edgewatch.agent.service import Agent
-from edgewatch.agent.simulate import Machine, simulate_waveform
+from edgewatch.sim.machine import Machine, simulate_waveform
 from tests.conftest import free_port, wait_for
 
 

@@ -1,1 +1,1 @@
-"""Benchmarks that need the training stack."""
+"""Benchmarks behind ``edgewatch bench``: speed, capacity and robustness, on this machine."""

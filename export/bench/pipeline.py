@@ -40,17 +40,17 @@ from typing import Any
 import numpy as np
 
 from edgewatch.agent.assembly import Assembly, assemble
-from edgewatch.agent.bench.numpy_features import numpy_features
-from edgewatch.agent.bench.timing import steady_heap
 from edgewatch.agent.bundle import verify_bundle
 from edgewatch.agent.config import Decision, validate
 from edgewatch.agent.framing import Block
 from edgewatch.agent.model import Model
-from edgewatch.agent.simulate import Fault, Machine, simulate_waveform
 from edgewatch.agent.sinks.spool import Message
+from edgewatch.export.bench.numpy_features import numpy_features
+from edgewatch.export.bench.timing import steady_heap
 from edgewatch.export.config import TrainConfig, parse_config
 from edgewatch.export.train import train
 from edgewatch.kernels import native, runtime
+from edgewatch.sim.machine import Fault, Machine, simulate_waveform
 
 RATE = 25600.0
 WINDOW, HOP = 1024, 512

@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from edgewatch.agent.bench.timing import interleaved_samples, steady_heap
 from edgewatch.agent.features import FeatureSpec, featurize
 from edgewatch.agent.scorer import open_session
-from edgewatch.agent.simulate import Machine, simulate_waveform
+from edgewatch.export.bench.timing import interleaved_samples, steady_heap
 from edgewatch.export.detectors.forest import IsolationForestDetector
 from edgewatch.export.detectors.neural import AutoencoderDetector
 from edgewatch.export.detectors.params import AutoencoderParams, IsolationForestParams
 from edgewatch.export.onnxgraph import INPUT
+from edgewatch.sim.machine import Machine, simulate_waveform
 
 SAMPLE_RATE = 25600.0
 WINDOW = 1024

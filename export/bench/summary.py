@@ -7,8 +7,7 @@ its blocks go through the agent's whole in-process pipeline, as in ``bench pipel
 
 from typing import Any
 
-from edgewatch.agent.bench import kernels
-from edgewatch.export.bench import pipeline, scoring
+from edgewatch.export.bench import kernels, pipeline, scoring
 from edgewatch.export.bench.pipeline import Sensor
 
 

@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgewatch.agent.cli import main
-from edgewatch.agent.simulate import PROCESS_CHANNELS, Fault, simulate_process
 from edgewatch.export import skab
 from edgewatch.export.detectors.params import KmeansParams
 from edgewatch.export.metrics import Confusion, event_metrics, point_metrics, runs
+from edgewatch.sim.machine import PROCESS_CHANNELS, Fault, simulate_process
 
 SKAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "skab"
 

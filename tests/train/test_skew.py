@@ -3,9 +3,9 @@
 import numpy as np
 
 from edgewatch.agent.bundle import verify_bundle
-from edgewatch.agent.simulate import Machine, simulate_waveform
 from edgewatch.agent.sources.replay import load_recording
 from edgewatch.export.datasets import features, load_csv
+from edgewatch.sim.machine import Machine, simulate_waveform
 from tests.test_pipeline import RATE, blocks_of, pipeline
 
 

@@ -243,7 +243,7 @@ def test_csv_garbage_is_a_data_error_or_a_table(raw):
         assert data.samples.ndim == 2 and np.isfinite(data.samples).all()
 
 
-def test_training_commands_on_an_edge_install_say_what_to_install(tmp_path):
+def test_training_commands_without_the_training_extra_say_what_to_install(tmp_path):
     code = (
         "import sys\n"
         "class Block:\n"
@@ -251,13 +251,14 @@ def test_training_commands_on_an_edge_install_say_what_to_install(tmp_path):
         "        if name.split('.')[0] in ('sklearn', 'tensorflow'):\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from agent.cli import main\n"
+        "from edgewatch.agent.cli import main\n"
         f"sys.exit(main(['train', {str(tmp_path / 'x.toml')!r}, '-o', 'b']))\n"
     )
     (tmp_path / "x.toml").write_text(PROCESS)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 2, out.stderr
-    assert "needs sklearn; install the training extra: pip install 'edgewatch[train]'" in out.stderr
+    hint = "needs sklearn; install the training extra: pip install 'edgewatch-tools[train]'"
+    assert hint in out.stderr
 
 
 def test_a_waveform_model_learns_a_bearing_fault_from_simulated_vibration(tmp_path):

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from edgewatch.agent.bench.numpy_features import numpy_features
-from edgewatch.agent.bench.timing import interleaved_medians, steady_heap
 from edgewatch.agent.features import FeatureSpec, Featurizer
-from edgewatch.agent.simulate import Machine, simulate_waveform
+from edgewatch.export.bench.numpy_features import numpy_features
+from edgewatch.export.bench.timing import interleaved_medians, steady_heap
+from edgewatch.sim.machine import Machine, simulate_waveform
 
 SAMPLE_RATE = 25600.0
 CHANNELS = 3

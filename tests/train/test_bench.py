@@ -7,12 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from edgewatch.agent.bench import kernels as bench
-from edgewatch.agent.bench.numpy_features import numpy_features
-from edgewatch.agent.bench.timing import interleaved_medians, steady_heap
 from edgewatch.agent.cli import main
 from edgewatch.agent.features import FeatureSpec, featurize
-from edgewatch.agent.simulate import Fault, Machine, simulate_waveform
+from edgewatch.export.bench import kernels as bench
+from edgewatch.export.bench.numpy_features import numpy_features
+from edgewatch.export.bench.timing import interleaved_medians, steady_heap
+from edgewatch.sim.machine import Fault, Machine, simulate_waveform
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

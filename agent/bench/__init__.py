@@ -1,1 +1,0 @@
-"""Benchmarks behind ``edgewatch bench``: speed and capacity measured on this machine."""

@@ -1,0 +1,111 @@
+"""``edgewatch bench``: with no target, everything; or one of ``kernels``, ``fuzz``,
+``scoring`` and ``pipeline``. Each loads what it measures only when it runs."""
+
+import argparse
+import json
+from collections.abc import Callable
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add(
+    commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    guarded: Callable[[str, Handler], Handler],
+) -> None:
+    """The ``bench`` command and its targets; ``guarded`` turns a handler's expected failures
+    into one line each on stderr."""
+    everything = commands.add_parser(
+        "bench", help="measure speed on this machine; with no target, everything"
+    )
+    targets = everything.add_subparsers(dest="target", metavar="TARGET")
+    kernels = targets.add_parser(
+        "kernels", help="the Numba featurizer against batched NumPy and the FFT alone"
+    )
+    kernels.add_argument("--json", action="store_true", help="print one JSON object")
+    kernels.add_argument("--rounds", type=int, default=30, help="timed rounds (default 30)")
+    kernels.set_defaults(handler=guarded("bench kernels", _kernels))
+    fuzz = targets.add_parser(
+        "fuzz", help="every parser of hostile input against mutated inputs; exit 1 on an escape"
+    )
+    fuzz.add_argument("--inputs", type=int, default=1_000_000, help="per parser (default 10^6)")
+    fuzz.add_argument("--seed", type=int, default=0, help="of the mutations (default 0)")
+    fuzz.add_argument("--only", nargs="*", default=[], metavar="PARSER", help="these parsers")
+    fuzz.add_argument("--json", action="store_true", help="print one JSON object")
+    fuzz.set_defaults(handler=guarded("bench fuzz", _fuzz))
+    everything.add_argument("--rate", type=float, default=25600.0, help="the sensor's sample rate")
+    everything.add_argument("--window", type=int, default=1024, help="samples per window")
+    everything.add_argument("--hop", type=int, default=512, help="samples between windows")
+    everything.add_argument("--axes", type=int, default=3, choices=(1, 2, 3), help="channels")
+    everything.add_argument(
+        "--model", default="isolation_forest", help="the model kind (as in a training config)"
+    )
+    everything.add_argument("--json", action="store_true", help="print one JSON object")
+    everything.add_argument("--rounds", type=int, default=3, help="capacity rounds (median)")
+    everything.set_defaults(handler=guarded("bench", _everything))
+    scoring = targets.add_parser("scoring", help="model scoring latency and throughput")
+    scoring.add_argument("--json", action="store_true", help="print one JSON object")
+    scoring.add_argument("--rounds", type=int, default=2000, help="timed one-row calls per model")
+    scoring.set_defaults(handler=guarded("bench scoring", _scoring))
+    pipeline = targets.add_parser(
+        "pipeline", help="sensors per core, MQTT ingest, alert latency, memory and start-up"
+    )
+    pipeline.add_argument("--json", action="store_true", help="print one JSON object")
+    pipeline.add_argument("--rounds", type=int, default=3, help="capacity rounds (median)")
+    pipeline.set_defaults(handler=guarded("bench pipeline", _pipeline))
+
+
+def _kernels(args: argparse.Namespace) -> int:
+    if args.rounds < 1:
+        raise ValueError("--rounds must be at least 1")
+    from edgewatch.export.bench import kernels
+
+    result = kernels.run(rounds=args.rounds)
+    print(json.dumps(result) if args.json else kernels.render(result))
+    return 0
+
+
+def _fuzz(args: argparse.Namespace) -> int:
+    from edgewatch.export.bench import fuzz
+
+    unknown = sorted(set(args.only) - set(fuzz.PARSERS))
+    if args.inputs < 1 or unknown:
+        raise ValueError(
+            "--inputs must be at least 1, and --only one of " + ", ".join(fuzz.PARSERS)
+        )
+    result = fuzz.run_all(args.inputs, args.seed, tuple(args.only))
+    print(json.dumps(result) if args.json else fuzz.render(result))
+    return 1 if any(r["escapes"] for r in result.values()) else 0
+
+
+def _everything(args: argparse.Namespace) -> int:
+    if args.rounds < 1:
+        raise ValueError("--rounds must be at least 1")
+    from edgewatch.export.bench.pipeline import Sensor
+
+    sensor = Sensor(args.rate, args.window, args.hop, args.axes, args.model)
+    sensor.training()
+    from edgewatch.export.bench import summary
+
+    result = summary.run(sensor, args.rounds)
+    print(json.dumps(result) if args.json else summary.render(result))
+    return 0
+
+
+def _scoring(args: argparse.Namespace) -> int:
+    if args.rounds < 100:
+        raise ValueError("--rounds must be at least 100, for a p99")
+    from edgewatch.export.bench import scoring
+
+    result = scoring.run(rounds=args.rounds)
+    print(json.dumps(result) if args.json else scoring.render(result))
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    if args.rounds < 1:
+        raise ValueError("--rounds must be at least 1")
+    from edgewatch.export.bench import pipeline
+
+    result = pipeline.run(rounds=args.rounds)
+    print(json.dumps(result) if args.json else pipeline.render(result))
+    return 0
