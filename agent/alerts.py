@@ -10,20 +10,17 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from edgewatch.agent.bundle import Bundle
 from edgewatch.agent.decision import Severity, State, Transition
+from edgewatch.agent.schema import Frozen
 
 TOP_FEATURES = 5
 Measure = Literal["z", "reconstruction_error"]
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Driver(_Record):
+class Driver(Frozen):
     """A feature behind the alert: its value and how far it is from normal."""
 
     name: str
@@ -32,13 +29,13 @@ class Driver(_Record):
     measure: Measure
 
 
-class ModelRef(_Record):
+class ModelRef(Frozen):
     name: str
     version: str
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
-class Alert(_Record):
+class Alert(Frozen):
     alert_id: Annotated[str, Field(min_length=1, max_length=64)]
     state: State
     severity: Severity

@@ -23,8 +23,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     FiniteFloat,
     StringConstraints,
@@ -34,6 +32,7 @@ from pydantic import (
 
 from edgewatch.agent.calibration import ScoreScale
 from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.schema import Frozen, problems
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -62,11 +61,7 @@ class BundleError(ValueError):
     """A bundle the agent must not load, and why."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Tensor(_Frozen):
+class Tensor(Frozen):
     """An ONNX input or output; ``None`` in a shape is the batch axis."""
 
     name: Name
@@ -74,7 +69,7 @@ class Tensor(_Frozen):
     shape: tuple[Annotated[int, Field(ge=1)] | None, ...] = Field(min_length=1, max_length=3)
 
 
-class ModelInfo(_Frozen):
+class ModelInfo(Frozen):
     """What the ONNX file computes and how to feed it.
 
     ``score`` (higher is more anomalous) is always an output, one value per row.
@@ -116,7 +111,7 @@ class ModelInfo(_Frozen):
         return width
 
 
-class Thresholds(_Frozen):
+class Thresholds(Frozen):
     """Warning and critical levels on the calibrated scale, with how they were chosen.
 
     ``*_far`` is the share of normal validation rows above each level: the false-alarm rate to
@@ -139,7 +134,7 @@ class Thresholds(_Frozen):
         return self
 
 
-class Parity(_Frozen):
+class Parity(Frozen):
     """How far onnxruntime's scores are from the native model's on validation rows.
 
     ``max_rel_diff`` is max |onnx - native| / (|native| + scale), where ``scale`` is the spread
@@ -154,7 +149,7 @@ class Parity(_Frozen):
     flips: Rate
 
 
-class Training(_Frozen):
+class Training(Frozen):
     """Where the model came from."""
 
     data_sha256: Sha256
@@ -165,7 +160,7 @@ class Training(_Frozen):
     libraries: dict[Name, Name]
 
 
-class FeatureStats(_Frozen):
+class FeatureStats(Frozen):
     """Each feature's mean and standard deviation on the training rows: what an alert's
     explanation measures deviations against."""
 
@@ -182,7 +177,7 @@ class FeatureStats(_Frozen):
         )
 
 
-class Manifest(_Frozen):
+class Manifest(Frozen):
     """``manifest.json``: everything the agent needs to know about a model before it runs it."""
 
     schema_version: Literal[1]
@@ -316,10 +311,8 @@ def parse_manifest(path: Path, raw: bytes) -> Manifest:
     try:
         return Manifest.model_validate(json.loads(raw))
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(map(str, err['loc'])) or 'manifest'}: {err['msg']}" for err in e.errors()
-        )
-        raise BundleError(f"{path}: {MANIFEST}: {problems}"[:2000]) from None
+        found = "; ".join(problems(e, root="manifest"))
+        raise BundleError(f"{path}: {MANIFEST}: {found}"[:2000]) from None
     except (ValueError, RecursionError) as e:  # not UTF-8 or JSON, too deep, too many digits
         raise BundleError(
             f"{path}: {MANIFEST} is not valid JSON ({type(e).__name__}: {e})"[:2000]

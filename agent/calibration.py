@@ -15,13 +15,13 @@ from itertools import pairwise
 from typing import Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+from pydantic import Field, FiniteFloat, model_validator
+
+from edgewatch.agent.schema import Frozen
 
 
-class ScoreScale(BaseModel):
+class ScoreScale(Frozen):
     """Raw score -> calibrated score, piecewise linear through ``(raw[k], calibrated[k])``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     raw: tuple[FiniteFloat, ...] = Field(min_length=2, max_length=1024)
     calibrated: tuple[FiniteFloat, ...] = Field(min_length=2, max_length=1024)

@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
@@ -26,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from edgewatch.agent.schema import Frozen, problems
 
 ENV_PREFIX = "EDGEWATCH_"
 CREDENTIALS = "CREDENTIALS_DIRECTORY"
@@ -41,9 +42,9 @@ class ConfigError(ValueError):
     """A config that cannot be used; one ``path: message`` line per problem."""
 
 
-class _Frozen(BaseModel):
+class _Frozen(Frozen):
     # No number in a config may be NaN or infinite: `warning = nan` would never alert.
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(allow_inf_nan=False)
 
 
 def credential(path: Path) -> Path:
@@ -349,7 +350,7 @@ def validate(data: Mapping[str, Any]) -> AgentConfig:
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError("\n".join(_lines(e))) from None
+        raise ConfigError("\n".join(problems(e, _TAGS))) from None
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> AgentConfig:
@@ -366,27 +367,3 @@ def _tags(*unions: Any) -> set[str]:
 
 
 _TAGS = _tags(SourceConfig, SinkConfig, Gate)
-
-
-def _where(loc: tuple[int | str, ...]) -> str:
-    """``sources[0].port`` for pydantic's ``("sources", 0, "serial", "port")``: indices in
-    brackets, and the union's tag left out."""
-    where = ""
-    for i, part in enumerate(loc):
-        after_choice = i > 0 and (isinstance(loc[i - 1], int) or loc[i - 1] == "gate")
-        if isinstance(part, int):
-            where += f"[{part}]"
-        elif not (after_choice and part in _TAGS):
-            where += f".{part}" if where else part
-    return where or "config"
-
-
-def _lines(error: ValidationError) -> list[str]:
-    problems = error.errors()
-    # A list whose bad item was dropped is then also "too short": say only what was wrong.
-    inner = {p["loc"][:i] for p in problems for i in range(1, len(p["loc"]))}
-    return [
-        f"{_where(p['loc'])}: {p['msg'].removeprefix('Value error, ')}"
-        for p in problems
-        if not (p["type"] == "too_short" and p["loc"] in inner)
-    ]

@@ -18,8 +18,9 @@ from itertools import pairwise
 from typing import Annotated, Any, Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
+from edgewatch.agent.schema import Frozen
 from edgewatch.kernels import runtime
 from edgewatch.kernels.layout import (
     ENVELOPE_FEATURES,
@@ -59,10 +60,8 @@ class FeatureError(ValueError):
     """Data that does not fit its feature spec."""
 
 
-class Bearing(BaseModel):
+class Bearing(Frozen):
     """Rolling-element bearing geometry; diameters in any one unit."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     balls: int = Field(ge=3, le=200)
     ball_diameter: float = Field(gt=0)
@@ -83,7 +82,7 @@ def _fmt(hz: float) -> str:
     return f"{hz:g}"
 
 
-class FeatureSpec(BaseModel):
+class FeatureSpec(Frozen):
     """What the input is and which features to compute from it.
 
     Waveform inputs (vibration) need ``sample_rate`` and a power-of-two ``window``; ``hop``
@@ -92,8 +91,6 @@ class FeatureSpec(BaseModel):
     up to Nyquist. Process inputs (slow rows) take rolling statistics over ``history`` rows.
     Record inputs are already feature vectors.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Kind
     channels: tuple[ChannelName, ...] = Field(min_length=1, max_length=256)

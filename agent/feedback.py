@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from edgewatch.agent.alerts import Alert
 from edgewatch.agent.metrics import Registry
+from edgewatch.agent.schema import Frozen, problems
 
 Label = Literal["anomaly", "normal", "unsure"]
 RATE, BURST, INBOX = 20.0, 100, 1000
@@ -48,9 +49,7 @@ CREATE TABLE IF NOT EXISTS labels (
 """
 
 
-class Feedback(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class Feedback(Frozen):
     alert_id: Annotated[str, Field(min_length=1, max_length=64)]
     label: Label
     note: Annotated[str, Field(max_length=2000)] = ""
@@ -136,10 +135,7 @@ class FeedbackStore:
             feedback = Feedback.model_validate_json(payload)
         except ValidationError as e:
             self.rejected += 1
-            problems = "; ".join(
-                f"{'.'.join(map(str, p['loc'])) or 'message'}: {p['msg']}" for p in e.errors()
-            )
-            raise FeedbackError(problems) from None
+            raise FeedbackError("; ".join(problems(e, root="message"))) from None
         with self._lock:
             known = self._db.execute(
                 "SELECT 1 FROM alerts WHERE alert_id = ?", (feedback.alert_id,)

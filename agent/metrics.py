@@ -98,15 +98,11 @@ class Histogram(_Metric):
         yield f"{self.name}_count", (), running
 
 
+Reader = Callable[[], dict[tuple[str, ...], float]]
+
+
 class _Collected(_Metric):
-    def __init__(
-        self,
-        kind: str,
-        name: str,
-        help: str,
-        labels: tuple[str, ...],
-        read: Callable[[], dict[tuple[str, ...], float]],
-    ) -> None:
+    def __init__(self, kind: str, name: str, help: str, labels: tuple[str, ...], read: Reader):
         super().__init__(name, help, labels)
         self.kind, self._read = kind, read
 
@@ -138,12 +134,7 @@ class Registry:
         return self._add(Histogram(name, help, buckets))
 
     def collect(
-        self,
-        kind: str,
-        name: str,
-        help: str,
-        labels: tuple[str, ...],
-        read: Callable[[], dict[tuple[str, ...], float]],
+        self, kind: str, name: str, help: str, labels: tuple[str, ...], read: Reader
     ) -> None:
         """A metric whose values ``read`` gives at scrape time."""
         self._add(_Collected(kind, name, help, labels, read))

@@ -6,8 +6,10 @@ with one: a line per problem, ``where: what``.
 >>> try:
 ...     Point.model_validate({"x": "a", "y": 1})
 ... except ValidationError as e:
-...     print(problems(e))
-['x: Input should be a valid integer, unable to parse string as an integer', 'y: Extra inputs are not permitted']
+...     for line in problems(e):
+...         print(line)
+x: Input should be a valid integer, unable to parse string as an integer
+y: Extra inputs are not permitted
 """
 
 from collections.abc import Collection

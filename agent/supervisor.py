@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec
 
+from edgewatch.agent.clock import Backoff
 from edgewatch.agent.metrics import Registry
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class Supervisor:
         return sorted(name for name, state in self.states().items() if state == "down")
 
     def _keep(self, name: str, target: Target, stop: threading.Event) -> None:
-        backoff = self.min_backoff_s
+        backoff = Backoff(self.max_backoff_s, self.min_backoff_s)
         while not stop.is_set():
             self._set(name, "running")
             began = time.monotonic()
@@ -109,9 +110,8 @@ class Supervisor:
                 self._failed(name)
             self._set(name, "down")
             if time.monotonic() - began > self.max_backoff_s:
-                backoff = self.min_backoff_s
-            stop.wait(backoff)
-            backoff = min(backoff * 2, self.max_backoff_s)
+                backoff.reset()
+            backoff.wait(stop)
         self._set(name, "stopped")
 
     def _failed(self, name: str) -> None:

@@ -20,6 +20,20 @@ def frame(signal: np.ndarray, window: int, hop: int) -> np.ndarray:
     return np.moveaxis(views, -2, 0).copy()  # a copy even where a view would be contiguous
 
 
+def window_labels(labels: np.ndarray, window: int, hop: int) -> np.ndarray:
+    """Each window's label, as ``frame`` cuts the windows: the nonzero label that covers at
+    least half of it, else 0.
+
+    >>> window_labels(np.array([0, 0, 1, 1, 1, 2, 2, 2]), 4, 2).tolist()
+    [1, 1, 2]
+    """
+    framed = frame(labels, window, hop)
+    out = np.zeros(len(framed), dtype=labels.dtype)
+    for value in np.unique(labels[labels != 0]):
+        out[(framed == value).sum(axis=1) * 2 >= window] = value
+    return out
+
+
 class Windower:
     """Windows of one device's waveform, cut as its blocks arrive.
 

@@ -20,10 +20,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from edgewatch.agent.bundle import Name
 from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.schema import Frozen, problems
 from edgewatch.export.detectors.params import DetectorParams
 from edgewatch.export.parity import DEFAULT_TOLERANCE
 from edgewatch.sim.machine import Fault, Machine
@@ -33,11 +34,7 @@ class ConfigError(ValueError):
     """A config that cannot be used; one problem per line."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class CsvData(_Frozen):
+class CsvData(Frozen):
     type: Literal["csv"]
     path: Path
     delimiter: str | None = Field(default=None, min_length=1, max_length=1)
@@ -45,14 +42,14 @@ class CsvData(_Frozen):
     label: str | None = None
 
 
-class NpyData(_Frozen):
+class NpyData(Frozen):
     """Samples x channels; the channels are the feature spec's."""
 
     type: Literal["npy"]
     path: Path
 
 
-class SimulatedData(_Frozen):
+class SimulatedData(Frozen):
     """A simulated run of the machine the feature spec describes (waveform or process)."""
 
     type: Literal["simulate"]
@@ -66,7 +63,7 @@ DataSource = Annotated[CsvData | NpyData | SimulatedData, Field(discriminator="t
 Share = Annotated[float, Field(gt=0, lt=1)]
 
 
-class Calibration(_Frozen):
+class Calibration(Frozen):
     """How thresholds are chosen, on the last ``validation`` share of the rows (time order)."""
 
     policy: Literal["false_alarm_budget", "f1_optimal"] = "false_alarm_budget"
@@ -84,7 +81,7 @@ class Calibration(_Frozen):
         return self
 
 
-class TrainConfig(_Frozen):
+class TrainConfig(Frozen):
     name: Name
     version: Name = "1"
     data: DataSource
@@ -113,7 +110,7 @@ def parse_config(text: str, base: Path = Path()) -> TrainConfig:
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError("\n".join(_lines(e))) from None
+        raise ConfigError("\n".join(problems(e))) from None
 
 
 def load_config(path: Path) -> TrainConfig:
@@ -125,11 +122,3 @@ def load_config(path: Path) -> TrainConfig:
         return parse_config(text, path.parent)
     except ConfigError as e:
         raise ConfigError("\n".join(f"{path}: {line}" for line in str(e).splitlines())) from None
-
-
-def _lines(error: ValidationError) -> list[str]:
-    lines = []
-    for problem in error.errors():
-        where = ".".join(str(part) for part in problem["loc"]) or "config"
-        lines.append(f"{where}: {problem['msg']}")
-    return lines

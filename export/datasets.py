@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.agent.features import FeatureSpec, featurize
-from edgewatch.agent.windows import frame
+from edgewatch.agent.windows import frame, window_labels
 from edgewatch.sim.machine import Simulation
 
 TIMESTAMP_NAMES = ("timestamp", "datetime", "time", "ts", "date")
@@ -183,8 +183,7 @@ def features(spec: FeatureSpec, data: Dataset) -> Features:
         raise DataError(f"{data.name}: {len(data.samples)} samples hold no {spec.window}-window")
     labels = None
     if data.labels is not None:
-        covered = frame(data.labels, spec.window, spec.hop).sum(axis=1)
-        labels = (covered * 2 >= spec.window).astype(np.int8)
+        labels = window_labels(data.labels, spec.window, spec.hop)
     return Features(featurize(spec, windows), labels)
 
 

@@ -6,6 +6,11 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 
+def _share(part: int, rest: int) -> float:
+    """``part / (part + rest)``, 0 when both are 0."""
+    return part / (part + rest) if part + rest else 0.0
+
+
 @dataclass(frozen=True)
 class Confusion:
     """Row counts of a 0/1 prediction against 0/1 labels."""
@@ -29,11 +34,11 @@ class Confusion:
 
     @property
     def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+        return _share(self.tp, self.fp)
 
     @property
     def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+        return _share(self.tp, self.fn)
 
     @property
     def f1(self) -> float:
@@ -48,12 +53,12 @@ class Confusion:
     @property
     def far(self) -> float:
         """False-alarm rate: the share of normal rows flagged."""
-        return self.fp / (self.fp + self.tn) if self.fp + self.tn else 0.0
+        return _share(self.fp, self.tn)
 
     @property
     def mar(self) -> float:
         """Missed-alarm rate: the share of anomalous rows not flagged."""
-        return self.fn / (self.fn + self.tp) if self.fn + self.tp else 0.0
+        return _share(self.fn, self.tp)
 
 
 def point_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:

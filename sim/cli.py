@@ -11,6 +11,7 @@ from edgewatch.agent.commands import fail, speed
 def _fault(text: str) -> object:
     from pydantic import ValidationError
 
+    from edgewatch.agent.schema import problems
     from edgewatch.sim.machine import Fault
 
     parts = text.split(":")
@@ -20,7 +21,9 @@ def _fault(text: str) -> object:
     try:
         return Fault.model_validate(fields)
     except ValidationError as e:
-        raise argparse.ArgumentTypeError(f"{text}: {e.errors()[0]['msg']}") from None
+        raise argparse.ArgumentTypeError(
+            f"{text}: {'; '.join(problems(e, root='fault'))}"
+        ) from None
 
 
 def simulate(args: argparse.Namespace) -> int:

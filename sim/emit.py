@@ -9,7 +9,6 @@ Targets:
 Blocks are paced at real time times ``speed``, or sent as fast as the target takes them.
 """
 
-import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Literal
 import numpy as np
 import serial
 
+from edgewatch.agent.clock import Pacer
 from edgewatch.agent.config import Broker
 from edgewatch.agent.framing import encode_block, encode_frame
 from edgewatch.agent.mqtt import make_client
@@ -55,12 +55,9 @@ class Blocks:
 
 
 def _paced(blocks: Blocks, speed: float | None) -> Iterator[tuple[float, np.ndarray]]:
-    begun = time.monotonic()
+    pacer = Pacer(speed)
     for ts, samples in blocks:
-        if speed is not None:
-            wait = begun + (ts - blocks.t0) / speed - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+        pacer.wait(ts - blocks.t0)
         yield ts, samples
 
 

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from edgewatch.agent.features import Bearing
+from edgewatch.agent.schema import Frozen
 from edgewatch.agent.windows import frame
 from edgewatch.kernels.layout import bearing_frequencies
 
@@ -25,10 +26,8 @@ _AXIS_GAINS = ((1.0, 1.0), (0.8, 0.7), (0.4, 0.3))
 _IMPACT_G = 1.5
 
 
-class Fault(BaseModel):
+class Fault(Frozen):
     """One fault from ``start`` to ``end`` seconds; ``channel`` None means every channel."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: MachineFault | SensorFault | ProcessFault
     start: float = Field(ge=0)
@@ -43,10 +42,8 @@ class Fault(BaseModel):
         return self
 
 
-class Machine(BaseModel):
+class Machine(Frozen):
     """A motor-driven machine with a geared stage and an instrumented rolling bearing."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     shaft_hz: float = Field(default=29.95, gt=0, le=500)
     harmonics: tuple[float, ...] = (0.30, 0.10, 0.05)
@@ -72,14 +69,6 @@ class Simulation:
     def windows(self, window: int, hop: int) -> np.ndarray:
         """``[n, channels, window]`` float32 windows."""
         return frame(self.signal, window, hop)
-
-    def window_labels(self, window: int, hop: int) -> np.ndarray:
-        """Per window, the fault that covers at least half of it (1 + its index), else 0."""
-        framed = frame(self.labels, window, hop)
-        out = np.zeros(len(framed), dtype=np.int16)
-        for i in range(1, len(self.faults) + 1):
-            out[(framed == i).sum(axis=1) * 2 >= window] = i
-        return out
 
     @property
     def rows(self) -> np.ndarray:

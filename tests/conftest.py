@@ -21,6 +21,18 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 BUNDLES = Path(__file__).resolve().parent / "bundles"
+REAL_PARTS = {"broker", "tls_broker", "ptys", "certificates"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts a real part is ``integration`` (so marked, or by its fixtures); every
+    other test is ``unit``."""
+    for item in items:
+        if item.get_closest_marker("integration") is None:
+            if REAL_PARTS & set(getattr(item, "fixturenames", ())):
+                item.add_marker(pytest.mark.integration)
+            else:
+                item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session", autouse=True)

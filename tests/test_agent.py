@@ -23,6 +23,8 @@ from edgewatch.export.bench.fuzz import PARSERS, mutate
 from edgewatch.sim.machine import Fault, Machine, simulate_waveform
 from tests.conftest import Subscriber, free_port, wait_for
 
+pytestmark = pytest.mark.integration
+
 ROOT = "edgewatch/plant/gw1/"
 REPO = Path(__file__).resolve().parent.parent
 FAULT = "outer_race:5:9:3"

@@ -3,7 +3,11 @@
 import json
 from datetime import datetime
 
+import pytest
+
 from tests.conftest import edgewatch
+
+pytestmark = pytest.mark.integration
 
 
 def test_a_simulated_fault_written_to_a_file_replays_as_one_alert(waveform_bundle, tmp_path):

@@ -179,6 +179,7 @@ def test_secrets_come_from_files_and_systemd_credentials(tmp_path, monkeypatch):
     assert parse_config(absolute, env={}).mqtt.password() == "s3cret"
 
 
+@pytest.mark.integration
 def test_check_config_and_run_refuse_the_same_files_and_names(tmp_path, capsys):
     folder = tmp_path / "a-folder"
     folder.mkdir()

@@ -19,6 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edgewatch.agent.config import AgentConfig, Http, Spool
 from tests.conftest import Certificates, Mosquitto, free_port, wait_for
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "edgewatch.service"
 INSTALL = ROOT / "deploy" / "install.sh"

@@ -72,6 +72,7 @@ def test_the_gateway_suite_imports_nothing_that_needs_the_train_extra():
             assert not imported_packages(path) & set(TRAINING_STACK), path
 
 
+@pytest.mark.integration
 def test_the_agent_and_its_command_line_load_no_training_library():
     # scipy is left out here: numba imports it whenever it is installed, for its BLAS bindings.
     code = (
@@ -99,6 +100,7 @@ def test_an_edge_install_does_not_pull_the_training_stack():
     }
 
 
+@pytest.mark.integration
 def test_edgewatch_run_imports_no_tool(waveform_bundle, tmp_path):
     recording = tmp_path / "run.npy"
     np.save(recording, np.zeros((25600, 3), np.float32))

@@ -15,6 +15,8 @@ from edgewatch.agent.features import FeatureSpec, Featurizer
 from edgewatch.kernels import native, runtime
 from tests.strategies import BEARING, assert_matches_reference
 
+pytestmark = pytest.mark.integration
+
 AGENT = """
 import sys
 import numpy as np
@@ -69,6 +71,16 @@ def copied(tmp_path, native_kernels):  # type: ignore[no-untyped-def]
 
 def test_a_copied_module_loads(copied):
     assert native.load(copied).windows_ff.__name__ == "windows_ff"
+
+
+def test_a_current_module_is_not_compiled_again(copied, monkeypatch):
+    def compile_(out):  # type: ignore[no-untyped-def]
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(native, "_compile", compile_)
+    before = native.module_path(copied).stat().st_mtime_ns
+    assert native.build(copied) == native.module_path(copied)
+    assert native.module_path(copied).stat().st_mtime_ns == before
 
 
 def test_a_module_built_for_another_cpu_is_refused(copied):
@@ -152,6 +164,7 @@ def test_a_build_with_gcc_but_without_g_plus_plus_says_what_to_install(tmp_path)
 def test_warmup_warns_of_the_jit_s_memory_when_the_native_build_fails(
     tmp_path, monkeypatch, capsys
 ):
+
     import edgewatch.kernels.config  # noqa: F401  # the JIT keeps its cache: only the native build moves
 
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))

@@ -13,6 +13,8 @@ from edgewatch.agent.sdnotify import notify, watchdog_interval
 from edgewatch.agent.supervisor import thread
 from tests.conftest import free_port, wait_for
 
+pytestmark = pytest.mark.integration
+
 
 def test_metrics_render_in_the_prometheus_text_format():
     registry = Registry()

@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from edgewatch.agent.features import FeatureSpec, featurize
-from edgewatch.agent.windows import frame
+from edgewatch.agent.windows import frame, window_labels
 from edgewatch.sim.machine import Fault, Machine, simulate_process, simulate_waveform
 
 RATE = 25600.0
@@ -36,7 +36,7 @@ def test_labels_mark_each_fault_per_sample_and_per_window():
     assert np.all(sim.labels[int(RATE) : int(2 * RATE)] == 1)
     assert np.all(sim.labels[int(3 * RATE) : int(3.5 * RATE)] == 2)
     window = 6400
-    labels = sim.window_labels(window, window)
+    labels = window_labels(sim.labels, window, window)
     assert labels.tolist() == [0] * 4 + [1] * 4 + [0] * 4 + [2] * 2 + [0] * 2
     assert len(labels) == len(sim.windows(window, window))
 

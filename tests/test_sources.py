@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edgewatch.agent.clock import ManualClock
 from edgewatch.agent.config import Broker, MqttSource, SerialSource
 from edgewatch.agent.framing import encode_block, encode_frame
 from edgewatch.agent.metrics import Registry
@@ -253,17 +254,14 @@ def test_a_pipeline_that_waits_leaves_messages_at_the_broker_without_loss(broker
     client.disconnect()
 
 
-class FakeClock:
+class FakeClock(ManualClock):
     def __init__(self):
-        self.now = 0.0
+        super().__init__()
         self.slept = []
-
-    def monotonic(self):
-        return self.now
 
     def sleep(self, seconds):
         self.slept.append(seconds)
-        self.now += seconds
+        super().sleep(seconds)
 
 
 @pytest.mark.parametrize("speed, waits", [(1.0, 0.1), (10.0, 0.01), ("max", None)])

@@ -6,11 +6,14 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+import pytest
 
 from edgewatch.agent.config import parse_config
 from edgewatch.agent.service import Agent
 from edgewatch.sim.machine import Machine, simulate_waveform
 from tests.conftest import free_port, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def healthz(port: int) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -24,6 +27,7 @@ def healthz(port: int) -> tuple[int, dict]:  # type: ignore[type-arg]
 def test_a_failing_pipeline_is_restarted_and_healthz_says_503_while_it_is_down(
     waveform_bundle, tmp_path
 ):
+
     recording = tmp_path / "run.npy"
     run = simulate_waveform(Machine(), 30, 25600, seed=2)
     np.save(recording, run.signal.T.astype(np.float32))

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edgewatch.agent.clock import Backoff
 from edgewatch.agent.config import Broker
 from edgewatch.agent.metrics import Histogram, Registry
 from edgewatch.agent.mqtt import broker_url, make_client
@@ -114,14 +115,13 @@ class Forwarder:
             self._thread.join(timeout=flush_s + CONNECT_TIMEOUT_S)
 
     def _run(self, stop: threading.Event) -> None:
-        backoff = 0.1
+        backoff = Backoff(self.broker.reconnect_max_s)
         while not stop.is_set():
             client = self._connect()
             if client is None:
-                stop.wait(backoff)
-                backoff = min(backoff * 2, self.broker.reconnect_max_s)
+                backoff.wait(stop)
                 continue
-            backoff = 0.1
+            backoff.reset()
             try:
                 self._session(client)
             finally:

@@ -15,6 +15,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edgewatch.agent.clock import Backoff
 from edgewatch.agent.config import Broker, MqttSource
 from edgewatch.agent.framing import Counts, FrameError, decode_block, decode_json
 from edgewatch.agent.mqtt import broker_url, make_client
@@ -42,7 +43,7 @@ class MqttReader:
         self._lost = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
-        backoff = 0.1
+        backoff = Backoff(self.broker.reconnect_max_s)
         while not stop.is_set():
             self._lost.clear()
             client = make_client(self.broker, self.client_id, MQTTProtocolVersion.MQTTv5)
@@ -61,10 +62,9 @@ class MqttReader:
                 )
             except (OSError, ValueError) as e:
                 log.warning("mqtt source: cannot reach %s: %s", broker_url(self.broker), e)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, self.broker.reconnect_max_s)
+                backoff.wait(stop)
                 continue
-            backoff = 0.1
+            backoff.reset()
             client.loop_start()
             while not (stop.is_set() or self._lost.is_set()):
                 stop.wait(0.2)

@@ -11,10 +11,11 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
+from edgewatch.agent.clock import Clock, Pacer
 from edgewatch.agent.framing import Block
 from edgewatch.agent.sources import Offer
 
@@ -23,20 +24,6 @@ BLOCK_S = 0.1
 
 class RecordingError(ValueError):
     """A file that cannot be replayed, and why."""
-
-
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
 
 
 def load_recording(path: Path, channels: Sequence[str]) -> np.ndarray:
@@ -103,22 +90,17 @@ class ReplayReader:
     ) -> None:
         self.samples, self.device, self.channels = samples, device, tuple(channels)
         self.sample_rate, self.speed, self.offer = sample_rate, speed, offer
-        self.clock = clock or SystemClock()
+        self.clock = clock
         self.start_ts = time.time() if start_ts is None else start_ts
         self.block = max(1, round(sample_rate * BLOCK_S))
         self.done = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
-        n = self.samples.shape[1]
-        begun = self.clock.monotonic()
-        for start in range(0, n, self.block):
+        pacer = Pacer(None if self.speed == "max" else self.speed, self.clock)
+        for start in range(0, self.samples.shape[1], self.block):
             if stop.is_set():
                 break
-            if self.speed != "max":
-                due = begun + start / self.sample_rate / self.speed
-                wait = due - self.clock.monotonic()
-                if wait > 0:
-                    self.clock.sleep(wait)
+            pacer.wait(start / self.sample_rate)
             ts = self.start_ts + start / self.sample_rate
             chunk = self.samples[:, start : start + self.block]
             self.offer(Block(self.device, ts, self.sample_rate, chunk, self.channels))

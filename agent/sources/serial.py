@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import serial
 
+from edgewatch.agent.clock import Backoff
 from edgewatch.agent.config import SerialSource
 from edgewatch.agent.framing import Block, CsvLineDecoder, FrameDecoder
 from edgewatch.agent.sources import Offer
@@ -37,18 +38,18 @@ class SerialReader:
         self._rows = 0
 
     def run(self, stop: threading.Event) -> None:
-        backoff = 0.1
+        backoff = Backoff(self.config.reconnect_max_s)
         while not stop.is_set():
             try:
                 port = serial.Serial(self.config.port, self.config.baudrate, timeout=READ_TIMEOUT_S)
             except (serial.SerialException, OSError) as e:
                 log.warning(
-                    "%s: cannot open (%s); retrying in %.1f s", self.config.port, e, backoff
+                    "%s: cannot open (%s); retrying in %.1f s", self.config.port, e, backoff.delay_s
                 )
-                stop.wait(backoff)
-                backoff = min(backoff * 2, self.config.reconnect_max_s)
+                backoff.wait(stop)
                 continue
-            backoff, self.connected, self._first = 0.1, True, None
+            backoff.reset()
+            self.connected, self._first = True, None
             self.opens += 1
             log.info("%s: open", self.config.port)
             try:

@@ -4,6 +4,7 @@
 import argparse
 import json
 from collections.abc import Callable
+from typing import Any
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -59,9 +60,7 @@ def _kernels(args: argparse.Namespace) -> int:
         raise ValueError("--rounds must be at least 1")
     from edgewatch.export.bench import kernels
 
-    result = kernels.run(rounds=args.rounds)
-    print(json.dumps(result) if args.json else kernels.render(result))
-    return 0
+    return _show(args, kernels, kernels.run(rounds=args.rounds))
 
 
 def _fuzz(args: argparse.Namespace) -> int:
@@ -73,7 +72,7 @@ def _fuzz(args: argparse.Namespace) -> int:
             "--inputs must be at least 1, and --only one of " + ", ".join(fuzz.PARSERS)
         )
     result = fuzz.run_all(args.inputs, args.seed, tuple(args.only))
-    print(json.dumps(result) if args.json else fuzz.render(result))
+    _show(args, fuzz, result)
     return 1 if any(r["escapes"] for r in result.values()) else 0
 
 
@@ -86,9 +85,7 @@ def _everything(args: argparse.Namespace) -> int:
     sensor.training()
     from edgewatch.export.bench import summary
 
-    result = summary.run(sensor, args.rounds)
-    print(json.dumps(result) if args.json else summary.render(result))
-    return 0
+    return _show(args, summary, summary.run(sensor, args.rounds))
 
 
 def _scoring(args: argparse.Namespace) -> int:
@@ -96,9 +93,7 @@ def _scoring(args: argparse.Namespace) -> int:
         raise ValueError("--rounds must be at least 100, for a p99")
     from edgewatch.export.bench import scoring
 
-    result = scoring.run(rounds=args.rounds)
-    print(json.dumps(result) if args.json else scoring.render(result))
-    return 0
+    return _show(args, scoring, scoring.run(rounds=args.rounds))
 
 
 def _pipeline(args: argparse.Namespace) -> int:
@@ -106,6 +101,10 @@ def _pipeline(args: argparse.Namespace) -> int:
         raise ValueError("--rounds must be at least 1")
     from edgewatch.export.bench import pipeline
 
-    result = pipeline.run(rounds=args.rounds)
-    print(json.dumps(result) if args.json else pipeline.render(result))
+    return _show(args, pipeline, pipeline.run(rounds=args.rounds))
+
+
+def _show(args: argparse.Namespace, bench: Any, result: dict[str, Any]) -> int:
+    """``result`` as one JSON object with ``--json``, else as ``bench`` renders it."""
+    print(json.dumps(result) if args.json else bench.render(result))
     return 0

@@ -54,6 +54,16 @@ class Detector(ABC):
         }
 
 
+class NegatedSamples(Detector):
+    """A detector whose scikit-learn ``model`` rates rows with ``score_samples``, higher for
+    more normal ones: its score is their negation."""
+
+    model: Any
+
+    def score(self, inputs: np.ndarray) -> np.ndarray:
+        return -np.asarray(self.model.score_samples(float32_rows(inputs)))
+
+
 def float32_rows(inputs: np.ndarray) -> np.ndarray:
     """The dtype every model is fed, as the gateway feeds it."""
     return np.ascontiguousarray(inputs, dtype=np.float32)

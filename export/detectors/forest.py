@@ -15,12 +15,12 @@ import onnx
 from sklearn.ensemble import IsolationForest
 from sklearn.ensemble._iforest import _average_path_length
 
-from edgewatch.export.detectors.base import Detector, Progress, float32_rows, quiet
+from edgewatch.export.detectors.base import NegatedSamples, Progress, float32_rows, quiet
 from edgewatch.export.detectors.params import IsolationForestParams
 from edgewatch.export.onnxgraph import Graph, from_sklearn
 
 
-class IsolationForestDetector(Detector):
+class IsolationForestDetector(NegatedSamples):
     kind = "isolation_forest"
     params: IsolationForestParams
 
@@ -36,9 +36,6 @@ class IsolationForestDetector(Detector):
             max_features=p.max_features,
             random_state=p.seed,
         ).fit(float32_rows(inputs))
-
-    def score(self, inputs: np.ndarray) -> np.ndarray:
-        return -self.model.score_samples(float32_rows(inputs))
 
     def to_onnx(self, width: int) -> onnx.ModelProto:
         if self.params.converter == "skl2onnx":

@@ -6,12 +6,12 @@ from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from edgewatch.export.detectors.base import Detector, Progress, float32_rows, quiet
+from edgewatch.export.detectors.base import NegatedSamples, Progress, float32_rows, quiet
 from edgewatch.export.detectors.params import GmmParams
 from edgewatch.export.onnxgraph import Graph
 
 
-class GmmDetector(Detector):
+class GmmDetector(NegatedSamples):
     kind = "gmm"
     params: GmmParams
 
@@ -27,9 +27,6 @@ class GmmDetector(Detector):
                 random_state=p.seed,
             ),
         ).fit(float32_rows(inputs))
-
-    def score(self, inputs: np.ndarray) -> np.ndarray:
-        return -self.model.score_samples(float32_rows(inputs))
 
     def to_onnx(self, width: int) -> onnx.ModelProto:
         scaler, gmm = self.model[0], self.model[-1]

@@ -5,13 +5,13 @@ Bounds are checked here, before any data is read.
 
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from edgewatch.agent.schema import Frozen
 
 
-class Params(BaseModel):
+class Params(Frozen):
     """A detector's hyper-parameters; ``kind`` names the detector."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class IsolationForestParams(Params):
