@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import Field, ValidationError
 
 from edgewatch.agent.alerts import Alert
+from edgewatch.agent.clock import Clock, SystemClock
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.schema import Frozen, problems
 
@@ -60,7 +61,8 @@ class FeedbackError(ValueError):
 
 
 class FeedbackStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Clock | None = None) -> None:
+        """``clock`` paces the rate limit (default: the system's)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -70,12 +72,13 @@ class FeedbackStore:
         self.rejected = 0
         self.dropped = 0
         self._inbox: queue.Queue[bytes] = queue.Queue(INBOX)
-        self._tokens, self._refilled = float(BURST), time.monotonic()
+        self._clock = clock or SystemClock()
+        self._tokens, self._refilled = float(BURST), self._clock.monotonic()
 
     def offer(self, payload: bytes) -> None:
         """Queue a feedback message from the network; dropped and counted beyond the rate or
         when the inbox is full."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         self._tokens = min(BURST, self._tokens + (now - self._refilled) * RATE)
         self._refilled = now
         if self._tokens < 1:
@@ -103,16 +106,22 @@ class FeedbackStore:
     def run(self, stop: threading.Event) -> None:
         """Store what ``offer`` queued until ``stop`` is set."""
         while not stop.is_set():
-            try:
-                payload = self._inbox.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                feedback = self.receive(payload)
-            except FeedbackError as e:
-                log.warning("feedback refused: %s", e)
-                continue
-            log.info("feedback: %s is %s", feedback.alert_id, feedback.label)
+            self.poll(0.2)
+
+    def poll(self, timeout_s: float = 0.0) -> bool:
+        """Store the next queued message, waiting up to ``timeout_s`` for one; False when none
+        came."""
+        try:
+            payload = self._inbox.get(timeout=timeout_s)
+        except queue.Empty:
+            return False
+        try:
+            feedback = self.receive(payload)
+        except FeedbackError as e:
+            log.warning("feedback refused: %s", e)
+            return True
+        log.info("feedback: %s is %s", feedback.alert_id, feedback.label)
+        return True
 
     def record(self, alert: Alert, names: tuple[str, ...], features: np.ndarray) -> None:
         """Keep a raised alert's feature row, to label later."""

@@ -63,6 +63,7 @@ class StatusServer(ThreadingHTTPServer):
         self._slots = threading.BoundedSemaphore(max_connections)
         self._spawn = spawn
         self._stop = threading.Event()
+        self._started = False
 
     def process_request(self, request: Request, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -87,9 +88,13 @@ class StatusServer(ThreadingHTTPServer):
         )
 
     def start(self) -> None:
-        self._spawn("http", lambda stop: self.serve_forever(), self._stop)
+        """Serve, in a thread of its own; once, however often it is called."""
+        if not (self._started or self._stop.is_set()):
+            self._started = True
+            self._spawn("http", lambda stop: self.serve_forever(), self._stop)
 
     def stop(self) -> None:
-        self._stop.set()
-        self.shutdown()
-        self.server_close()
+        if not self._stop.is_set():
+            self._stop.set()
+            self.shutdown()
+            self.server_close()

@@ -6,9 +6,8 @@ Sources ``offer`` decoded blocks to a bounded inbox. One thread takes what has a
 and ``Fanout`` hands the alerts to the sinks.
 
 The overflow policy lives here. A full inbox makes a source wait up to ``offer_timeout_s`` (a
-serial port's kernel buffer or the broker's TCP window absorbs the pause); past that the block is
-dropped and counted, as is everything a stage refuses. A new model is swapped in between two
-batches: the windows already cut are kept, featurizer, scorer and thresholds change at once.
+serial port's buffer or the broker's TCP window absorbs the pause); past that the block is
+dropped and counted, as is all a stage refuses. A model is swapped in between two batches.
 """
 
 import logging
@@ -28,7 +27,7 @@ from edgewatch.agent.framing import Block
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model
 from edgewatch.agent.sinks.fanout import Fanout
-from edgewatch.agent.sinks.outputs import Sink
+from edgewatch.agent.sinks.outputs import Record, Sink
 from edgewatch.agent.streams import Batch, Part, Streams
 
 log = logging.getLogger(__name__)
@@ -92,8 +91,7 @@ class Pipeline:
     def offer(self, block: Block, timeout_s: float | None = None) -> bool:
         """Queue a block, waiting up to ``timeout_s`` (``offer_timeout_s``) while the inbox is
         full; False (and counted) when it had to be dropped."""
-        if self.inbox.qsize() >= self.capacity:
-            # Rare, so a poll is enough; the common path stays one C call.
+        if self.inbox.qsize() >= self.capacity:  # rare: a poll will do, the common path is one call
             wait = self.offer_timeout_s if timeout_s is None else timeout_s
             deadline = time.monotonic() + wait
             while self.inbox.qsize() >= self.capacity:
@@ -161,9 +159,7 @@ class Pipeline:
         calibrated = scores.calibrated
         self.windows_scored.inc(len(calibrated))
         self.scores.observe_array(calibrated)
-        ends = np.cumsum([len(part.ends) for part in batch.parts])[:-1]
-        done = Round(batch.parts, np.split(calibrated, ends))
-        errors = scores.feature_error
+        errors, records = scores.feature_error, list[Record]()
         for verdict in self.decisions.decide(batch.parts, calibrated):
             for step in verdict.steps:
                 at = verdict.offset + step.index
@@ -172,10 +168,14 @@ class Pipeline:
                 self.alerts_total.inc(1, alert.severity, alert.state)
                 if self.record is not None and step.state == "raised":
                     self.record(alert, model.bundle.manifest.feature_names, row)
-                self.fanout.send(alert)
-                done.alerts.append(alert)
-            self.fanout.telemetry(verdict.device, verdict.ts, verdict.peak)
-        return done
+                records.append(alert)
+            due = self.fanout.telemetry(verdict.device, verdict.ts, verdict.peak)
+            records += [due] if due else []
+        if records:
+            self.fanout.write(records)
+        ends = np.cumsum([len(part.ends) for part in batch.parts])[:-1]
+        alerts = [r for r in records if isinstance(r, Alert)]
+        return Round(batch.parts, np.split(calibrated, ends), alerts)
 
     def _apply_swap(self) -> None:
         model, self._next_model = self._next_model, None

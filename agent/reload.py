@@ -129,13 +129,18 @@ class Reloader:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            try:
-                path, sha256 = self._notices.get(timeout=self.interval_s)
-            except queue.Empty:
-                if fingerprint(self.path) != self._seen:
-                    self.check()
-                continue
-            self.check(path, sha256)
+            self.poll(self.interval_s)
+
+    def poll(self, timeout_s: float = 0.0) -> None:
+        """One turn: the next notice, waiting up to ``timeout_s`` for one; with none, the
+        watched bundle if it changed."""
+        try:
+            path, sha256 = self._notices.get(timeout=timeout_s)
+        except queue.Empty:
+            if fingerprint(self.path) != self._seen:
+                self.check()
+            return
+        self.check(path, sha256)
 
 
 def parse_notice(payload: bytes) -> tuple[Path, str]:

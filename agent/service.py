@@ -54,6 +54,7 @@ class Agent:
         self._sources_stop = threading.Event()
         self._pipeline_stop = threading.Event()
         self._watch_stop = threading.Event()
+        self._pipeline: threading.Thread | None = None
         self.feedback = FeedbackStore(config.feedback_db)
         self.feedback.export_metrics(self.registry)
         parts = assemble(
@@ -116,7 +117,7 @@ class Agent:
             cleared = self.pipeline.alerts.closed_by_restart(
                 Alert.model_validate_json(payload), time.time()
             )
-            self.pipeline.fanout.send(cleared)
+            self.pipeline.fanout.write([cleared])
             log.info(
                 "alert %s of %s cleared: the agent restarted", cleared.alert_id, cleared.device
             )
@@ -126,7 +127,11 @@ class Agent:
             self.forwarder.status({"event": "model_refused", "error": message})
 
     def start(self) -> None:
+        """Start every component; once, however often it is called."""
+        if self._pipeline is not None or self._pipeline_stop.is_set():
+            return
         self.reloader.check()
+        self.pipeline.fanout.start()
         self._pipeline = self.supervisor.start("pipeline", self.pipeline.run, self._pipeline_stop)
         if self.forwarder is not None:
             self.forwarder.start()
@@ -155,12 +160,17 @@ class Agent:
         return ping
 
     def stop(self, flush_s: float = 5.0) -> None:
+        """Stop every component, without loss (see the module); once, however often it is
+        called."""
+        if self._pipeline_stop.is_set():
+            return
         notify("STOPPING=1")
         log.info("stopping")
         self._sources_stop.set()
         self._watch_stop.set()
         self._pipeline_stop.set()
-        self._pipeline.join(timeout=flush_s)
+        if self._pipeline is not None:
+            self._pipeline.join(timeout=flush_s)
         if self.forwarder is not None:
             self.forwarder.stop(flush_s)
         self.pipeline.close()

@@ -11,7 +11,7 @@ and a plot shows the score timeline.
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from edgewatch.agent.assembly import Assembly, assemble
 from edgewatch.agent.config import AgentConfig, Decision, validate
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.model import Model
+from edgewatch.agent.sinks.outputs import Record, Sink
 from edgewatch.agent.sources.replay import ReplayReader
 from edgewatch.export.config import SimulatedData, TrainConfig
 from edgewatch.export.detectors.params import IsolationForestParams
@@ -74,13 +75,19 @@ class Timeline:
         return at.timestamp() - self.start
 
 
-class Console:
+class Console(Sink):
     """A sink that prints each alert transition on one line, with its top drivers."""
 
     def __init__(self, show: Show, timeline: Timeline) -> None:
+        super().__init__()
         self.show, self.timeline = show, timeline
 
-    def send(self, alert: Alert) -> None:
+    def _write(self, records: Sequence[Record]) -> None:
+        for alert in records:
+            if isinstance(alert, Alert):
+                self._show(alert)
+
+    def _show(self, alert: Alert) -> None:
         self.timeline.alerts.append(alert)
         line = (
             f"  {self.timeline.seconds(alert.ts):6.1f} s  {alert.state:<9} {alert.severity:<8}"
@@ -88,12 +95,6 @@ class Console:
         )
         drivers = ", ".join(f"{d.name} ({d.deviation:+.1f})" for d in alert.features[:3])
         self.show(f"{line}  {drivers}" if drivers else line)
-
-    def telemetry(self, device: str, record: dict[str, float | int | str]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def agent_config(out: Path, speed: float | None, timeline: Timeline) -> AgentConfig:

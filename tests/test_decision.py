@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from edgewatch.agent.bundle import Thresholds
 from edgewatch.agent.config import Decision
-from edgewatch.agent.decision import Decider, Policy
+from edgewatch.agent.decision import ChannelFloor, Decider, Decisions, Policy
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.model import policy
 
@@ -171,3 +171,25 @@ def test_the_configured_policy_takes_the_bundles_thresholds_unless_the_config_se
         cooldown_s=60.0,
         release=0.1,
     )
+
+
+class Part:
+    def __init__(self, device, ends, data):  # type: ignore[no-untyped-def]
+        self.device, self.ends, self.data = device, np.asarray(ends, float), np.asarray(data)
+
+
+def test_the_decision_stage_keeps_each_device_apart_and_gates_on_its_data():
+    decisions = Decisions(ids())
+    gate = ChannelFloor(index=0, minimum=1.0)
+    decisions.retune(Policy(warning=1.0, critical=5.0, gate=gate))
+    running, idle = np.ones((3, 2)) * 2, np.zeros((3, 2))
+    parts = [Part("a", [1, 2, 3], running), Part("b", [1, 2, 3], idle), Part("c", [], idle[:0])]
+    verdicts = decisions.decide(parts, np.array([0.5, 3.0, 3.0, 9.0, 9.0, 9.0]))
+    assert [(v.device, v.offset, v.peak, v.ts) for v in verdicts] == [
+        ("a", 0, 3.0, 3.0),
+        ("b", 3, 9.0, 3.0),
+    ]
+    assert [s.state for s in verdicts[0].steps] == ["raised"] and verdicts[1].steps == []
+    decisions.forget("a")
+    again = decisions.decide([Part("a", [4], running[:1])], np.array([3.0]))
+    assert [s.state for s in again[0].steps] == ["raised"] and again[0].steps[0].alert_id == "a2"

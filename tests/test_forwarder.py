@@ -8,7 +8,7 @@ import pytest
 
 from edgewatch.agent.config import Broker, Tls
 from edgewatch.agent.sinks.mqtt import Forwarder
-from edgewatch.agent.sinks.spool import AlertStep, Spool
+from edgewatch.agent.sinks.spool import AlertStep, Entry, Spool
 from tests.conftest import Subscriber, wait_for
 
 ROOT = "edgewatch/site/dev/"
@@ -22,15 +22,32 @@ def spooled(tmp_path, rows=1000, size=1 << 20) -> Spool:
     return Spool(tmp_path / "spool.sqlite", rows, size)
 
 
+def sequences(messages):
+    return [json.loads(m.payload)["sequence"] for m in messages]
+
+
 def test_the_spool_keeps_order_and_survives_a_reopen(tmp_path):
     spool = spooled(tmp_path)
-    ids = [spool.put("alert", "t", alert(i), 1, AlertStep("dev", i, "raised")) for i in range(1, 4)]
-    spool.ack(ids[0])
+    entries = [Entry("alert", "t", alert(i), 1, AlertStep("dev", i, "raised")) for i in (1, 2, 3)]
+    spool.add(entries)
+    spool.accept(spool.begin(1))
     spool.close()
     again = spooled(tmp_path)
-    assert [json.loads(m.payload)["sequence"] for m in again.pending()] == [2, 3]
+    assert sequences(again.begin(100)) == [2, 3]
     assert (again.rows, again.sequences()) == (2, {"dev": 3})
-    assert [m.id for m in again.pending(after=ids[1])] == [ids[2]]
+
+
+def test_a_batch_is_taken_until_accepted_or_given_back(tmp_path):
+    spool = spooled(tmp_path)
+    spool.add([Entry("alert", "t", alert(i), 1) for i in range(1, 6)])
+    first = spool.begin(2)
+    assert sequences(first) == [1, 2] and sequences(spool.begin(2)) == [3, 4]
+    spool.accept(first[:1])
+    spool.reject(first[1:])
+    assert sequences(spool.begin(10)) == [2, 3, 4, 5]
+    spool.reject()
+    assert sequences(spool.begin(10)) == [2, 3, 4, 5]
+    assert (spool.added, spool.accepted, spool.rows) == (5, 1, 4)
 
 
 def test_a_full_spool_drops_telemetry_first_then_the_oldest_alerts(tmp_path):
@@ -40,11 +57,12 @@ def test_a_full_spool_drops_telemetry_first_then_the_oldest_alerts(tmp_path):
     for i in range(9):
         spool.put("alert", "t", alert(i), 1)
     assert spool.dropped == {"telemetry": 3}
-    assert [m.kind for m in spool.pending()] == ["telemetry"] + ["alert"] * 9
+    assert [m.kind for m in spool.begin(100)] == ["telemetry"] + ["alert"] * 9
     spool.put("alert", "t", alert(9), 1)
     spool.put("alert", "t", alert(10), 1)
     assert spool.dropped == {"telemetry": 4, "alert": 1}
-    assert [json.loads(m.payload)["sequence"] for m in spool.pending()] == list(range(1, 11))
+    spool.reject()
+    assert sequences(spool.begin(100)) == list(range(1, 11))
 
 
 def test_the_spool_is_bounded_in_bytes(tmp_path):
@@ -160,12 +178,13 @@ import json, os, sys, time
 from pathlib import Path
 from edgewatch.agent.config import Broker
 from edgewatch.agent.sinks.mqtt import Forwarder
-from edgewatch.agent.sinks.spool import AlertStep, Spool
+from edgewatch.agent.sinks.spool import AlertStep, Entry, Spool
 
 folder, port = Path(sys.argv[1]), int(sys.argv[2])
 spool = Spool(folder / "spool.sqlite", 100_000, 1 << 30)
 for i in range(300):  # a spool that has run a while
-    spool.ack(spool.put("telemetry", "t", os.urandom(1000), 0))
+    spool.put("telemetry", "t", os.urandom(1000), 0)
+    spool.accept(spool.begin(1))
 held = [spool.put("alert", "edgewatch/site/dev/alerts", b'{"n": %d}' % i, 1) for i in range(40)]
 filler = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)  # something else fills the disk
 try:

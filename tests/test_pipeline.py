@@ -5,29 +5,29 @@ and alerts that say what drove them. That its features are training's is
 import numpy as np
 import pytest
 
-from edgewatch.agent.alerts import AlertMaker
+from edgewatch.agent.alerts import Alert, AlertMaker
 from edgewatch.agent.bundle import BundleError, verify_bundle
 from edgewatch.agent.config import Decision, ProcessGate, RmsGate
 from edgewatch.agent.features import featurize
 from edgewatch.agent.framing import Block
 from edgewatch.agent.model import Model
 from edgewatch.agent.pipeline import Pipeline
-from edgewatch.agent.sinks.outputs import Lines
+from edgewatch.agent.sinks.outputs import Lines, Sink
 from edgewatch.sim.machine import Fault, Machine, simulate_process, simulate_waveform
 from tests import reference
 
 RATE = 25600.0
 
 
-class Kept(list):
-    def send(self, alert):
-        self.append(alert)
+class Kept(Sink):
+    """The alerts written to it."""
 
-    def telemetry(self, device, record):
-        pass
+    def __init__(self):
+        super().__init__()
+        self.alerts = []
 
-    def close(self):
-        pass
+    def _write(self, records):
+        self.alerts += [r for r in records if isinstance(r, Alert)]
 
 
 EVERY_WINDOW = Decision(warmup_windows=0)
@@ -78,8 +78,8 @@ def test_a_fault_raises_one_alert_that_clears_and_explains_itself(waveform_bundl
     pipe = pipeline(waveform_bundle, decision, [kept])
     for block in blocks_of(faulty_run().signal):
         pipe.process([block])
-    assert [a.state for a in kept] == ["raised", "cleared"]
-    raised, cleared = kept
+    assert [a.state for a in kept.alerts] == ["raised", "cleared"]
+    raised, cleared = kept.alerts
     assert raised.alert_id == cleared.alert_id and (raised.sequence, cleared.sequence) == (1, 2)
     assert 5.0 <= raised.started_at.timestamp() <= 5.3 and 9.0 <= cleared.ts.timestamp() <= 9.3
     assert raised.model.name == "fan" and raised.features[0].measure == "z"
@@ -127,7 +127,7 @@ def test_an_idle_machine_raises_nothing(waveform_bundle):
     pipe = pipeline(waveform_bundle, decision, [kept])
     for block in blocks_of(faulty_run().signal):
         pipe.process([block])
-    assert kept == [] and pipe.registry.value("windows_scored_total") > 0
+    assert kept.alerts == [] and pipe.registry.value("windows_scored_total") > 0
 
 
 def test_a_model_swapped_mid_stream_takes_over_between_windows(waveform_bundle, bundles):
@@ -142,7 +142,7 @@ def test_a_model_swapped_mid_stream_takes_over_between_windows(waveform_bundle, 
     scored += [pipe.process([b]) for b in blocks[half:]]
     windows = sum(len(p.ends) for r in scored for p in r.parts)
     assert windows == (faulty_run().signal.shape[1] - 1024) // 512 + 1
-    versions = [a.model.version for a in kept]
+    versions = [a.model.version for a in kept.alerts]
     assert versions[0] == "1" and versions[-1] == "2"
     assert pipe.registry.value("model_info", "fan", "2", verify_bundle(other).model_sha256) == 1
 
@@ -181,7 +181,7 @@ def test_a_process_gate_and_reconstruction_errors(bundles):
     pipe = pipeline(bundles["pump"], decision, [kept])
     run = simulate_process(300, seed=4, faults=(Fault(kind="step", start=150, end=250),))
     pipe.process([Block("p1", 0, 1.0, run.signal)])
-    raised = [a for a in kept if a.state == "raised"]
+    raised = [a for a in kept.alerts if a.state == "raised"]
     assert raised and raised[0].features[0].measure == "reconstruction_error"
     idle = pipeline(
         bundles["pump"],

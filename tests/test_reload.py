@@ -1,11 +1,15 @@
-"""Who may load a model through a notice on the ``model`` topic."""
+"""Hot reload, turn by turn and without the agent: who may load a model through a notice on the
+``model`` topic, what a changed bundle does, and what is refused."""
 
 import json
+import shutil
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edgewatch.agent.bundle import verify_bundle
 from edgewatch.agent.config import Decision
+from edgewatch.agent.model import Model
 from edgewatch.agent.reload import Reloader
 
 
@@ -37,3 +41,49 @@ def test_a_key_or_a_notice_root_lets_notices_through(waveform_bundle, trusted):
     watcher, reports = reloader(waveform_bundle, key, root)
     watcher.notice(notice(waveform_bundle))
     assert watcher.failures == 0 and reports == []
+
+
+def installed(bundle, **kwargs):  # type: ignore[no-untyped-def]
+    """A reloader watching ``bundle``, and the models it installed, in order."""
+    models: list[Model] = []
+    reports: list[str] = []
+    current = lambda: models[-1] if models else None  # noqa: E731
+    made = Reloader(bundle, None, Decision(), 1, current, models.append, reports.append, **kwargs)
+    return made, models, reports
+
+
+def test_a_changed_bundle_is_loaded_on_the_next_turn_and_an_unchanged_one_is_not(tmp_path, bundles):
+    watched = tmp_path / "bundle"
+    shutil.copytree(bundles["fan"], watched)
+    watcher, models, reports = installed(watched)
+    assert watcher.check() and [m.bundle.manifest.version for m in models] == ["1"]
+    watcher.poll()
+    assert len(models) == 1
+    shutil.rmtree(watched)
+    shutil.copytree(bundles["fan-2"], watched)
+    watcher.poll()
+    assert [m.bundle.manifest.version for m in models] == ["1", "2"] and reports == []
+    assert (watcher.loads, watcher.failures) == (2, 0)
+
+
+def test_a_bad_bundle_keeps_the_model_in_use_and_says_why(tmp_path, bundles):
+    watched = tmp_path / "bundle"
+    shutil.copytree(bundles["fan"], watched)
+    watcher, models, reports = installed(watched)
+    watcher.check()
+    (watched / "model.onnx").write_bytes(b"not a model")
+    watcher.poll()
+    assert len(models) == 1 and watcher.failures == 1
+    assert "model.onnx" in reports[0]
+
+
+def test_a_model_for_other_input_cannot_take_over_the_streams(tmp_path, bundles):
+    watcher, models, reports = installed(bundles["fan"], notice_root=tmp_path.parent)
+    watcher.check()
+    pump = tmp_path / "pump"
+    shutil.copytree(bundles["pump"], pump)
+    sha = verify_bundle(pump).manifest_sha256
+    watcher.notice(json.dumps({"path": str(pump), "sha256": sha}).encode())
+    watcher.poll()
+    assert len(models) == 1 and "cannot take over the running streams" in reports[0]
+    assert "feature_spec.kind changes from waveform to process" in reports[0]

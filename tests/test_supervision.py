@@ -53,15 +53,20 @@ def test_a_failing_pipeline_is_restarted_and_healthz_says_503_while_it_is_down(
 
     agent.pipeline.process = broken  # type: ignore[method-assign]
     agent.start()
+    agent.start()  # once is enough: nothing more starts
     try:
         down = wait_for(
             lambda: (h := healthz(port))[0] == 503 and h[1]["components"]["pipeline"] == "down"
         )
         assert down and agent.supervisor.failures.values[("pipeline",)] >= 1
+        assert [t.name for t in threading.enumerate()].count("pipeline") == 1
         failing.clear()
         wait_for(lambda: healthz(port)[0] == 200, what="the pipeline back")
         scored = agent.registry.value("windows_scored_total")
         wait_for(lambda: agent.registry.value("windows_scored_total") > scored, what="scoring")
     finally:
         agent.stop()
+        agent.stop()
     wait_for(lambda: set(agent.supervisor.states().values()) == {"stopped"}, what="all stopped")
+    started = ["feedback", "http", "pipeline", "reload", "source0"]
+    assert sorted(agent.supervisor.states()) == started

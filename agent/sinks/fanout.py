@@ -1,48 +1,45 @@
-"""Fan-out: every alert to every sink, and each device's telemetry at most once an interval."""
+"""Fan-out: each batch of records to every sink, with each device's telemetry at most once an
+interval."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from edgewatch.agent.alerts import Alert
-from edgewatch.agent.sinks.outputs import Sink
+from edgewatch.agent.sinks.outputs import Record, Sink, Telemetry
 
 
-@dataclass
-class _Telemetry:
-    at: float = -np.inf
-    peak: float = -np.inf
-
-
-class Fanout:
-    """The pipeline's one output. Telemetry says, per device, the peak score since the last
-    record it sent, once ``interval_s`` of signal time has passed."""
+class Fanout(Sink):
+    """The pipeline's one output: a sink that writes to every sink it holds. Telemetry says,
+    per device, the peak score since the last record it gave, once ``interval_s`` of signal
+    time has passed."""
 
     def __init__(self, sinks: Sequence[Sink], interval_s: float = 10.0) -> None:
+        super().__init__()
         self.sinks = list(sinks)
         self.interval_s = interval_s
-        self._devices: dict[str, _Telemetry] = {}
+        self._devices: dict[str, tuple[float, float]] = {}
 
-    def send(self, alert: Alert) -> None:
-        for sink in self.sinks:
-            sink.send(alert)
-
-    def telemetry(self, device: str, ts: float, peak: float) -> None:
-        state = self._devices.get(device)
-        if state is None:
-            state = self._devices[device] = _Telemetry()
-        state.peak = max(state.peak, peak)
-        if ts - state.at < self.interval_s:
-            return
-        record: dict[str, float | int | str] = {"ts": ts, "score_max": state.peak}
-        state.at, state.peak = ts, -np.inf
-        for sink in self.sinks:
-            sink.telemetry(device, record)
+    def telemetry(self, device: str, ts: float, peak: float) -> Telemetry | None:
+        """The device's telemetry record when one is due at ``ts``, else None."""
+        at, held = self._devices.get(device, (-np.inf, -np.inf))
+        held = max(held, peak)
+        if ts - at < self.interval_s:
+            self._devices[device] = (at, held)
+            return None
+        self._devices[device] = (ts, -np.inf)
+        return Telemetry(device, ts, held)
 
     def forget(self, device: str) -> None:
         self._devices.pop(device, None)
 
-    def close(self) -> None:
+    def _start(self) -> None:
+        for sink in self.sinks:
+            sink.start()
+
+    def _write(self, records: Sequence[Record]) -> None:
+        for sink in self.sinks:
+            sink.write(records)
+
+    def _close(self) -> None:
         for sink in self.sinks:
             sink.close()

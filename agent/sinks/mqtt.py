@@ -91,7 +91,9 @@ class Forwarder:
         )
 
     def start(self) -> None:
-        self._thread = self._spawn("forwarder", self._run, self._stopping)
+        """Connect and deliver, in a thread of its own; once, however often it is called."""
+        if self._thread is None and not self._stopping.is_set():
+            self._thread = self._spawn("forwarder", self._run, self._stopping)
 
     def notify(self) -> None:
         """New messages are in the spool."""
@@ -180,7 +182,13 @@ class Forwarder:
 
     def _session(self, client: mqtt.Client) -> None:
         inflight: dict[int, tuple[Message, float]] = {}
-        last = 0
+        try:
+            self._deliver(client, inflight)
+        finally:
+            # What is in flight, or was never sent, goes again in the next session.
+            self.spool.reject()
+
+    def _deliver(self, client: mqtt.Client, inflight: dict[int, tuple[Message, float]]) -> None:
         while True:
             self._wake.clear()
             while True:
@@ -201,24 +209,25 @@ class Forwarder:
             if self._stopping.is_set():
                 return
             room = self.max_inflight - len(inflight)
-            for message in self.spool.pending(last, room) if room > 0 else ():
+            batch = self.spool.begin(room) if room > 0 else []
+            for n, message in enumerate(batch):
                 payload = message.payload
                 if message.id <= self._backlog and message.kind == "alert":
                     payload = historical(payload)
                 sent_at = time.perf_counter()
                 info = client.publish(message.topic, payload, qos=message.qos)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    self.spool.reject(batch[n:])
                     break
-                last = message.id
                 if message.qos == 0:
-                    self.spool.ack(message.id)
+                    self.spool.accept([message])
                 else:
                     inflight[info.mid] = (message, sent_at)
             self._wake.wait(timeout=1.0)
 
     def _acked(self, sent: tuple[Message, float], at: float) -> None:
         message, sent_at = sent
-        self.spool.ack(message.id)
+        self.spool.accept([message])
         if self.latency is not None:
             self.latency.observe(at - sent_at)
         if self.delivered is not None:

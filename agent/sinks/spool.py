@@ -4,6 +4,11 @@ An alert is committed here before anyone tries to publish it, and deleted only w
 acknowledges it, so a lost connection, a crash or ``kill -9`` loses nothing the pipeline handed
 over. Commits are synchronous (``synchronous=FULL``) so a power cut does not either.
 
+It is a transactional buffer. Writers ``add`` a batch in one transaction. The forwarder
+``begin``s a batch of what is waiting, then ``accept``s each message the broker acknowledged and
+``reject``s what it could not send: given back, it comes in a later batch (at least once). The
+spool counts what it took, delivered, dropped and could not store.
+
 The spool is bounded in rows and bytes. When a new message does not fit, the oldest telemetry
 goes first, and only when no telemetry is left the oldest alerts; every drop is counted by kind.
 Messages that were already waiting when a connection came up are *backlog* (``last_id`` then):
@@ -25,6 +30,7 @@ import os
 import sqlite3
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -40,6 +46,16 @@ class AlertStep(NamedTuple):
     device: str
     sequence: int
     state: str
+
+
+class Entry(NamedTuple):
+    """A message to store: with an alert, its step."""
+
+    kind: Kind
+    topic: str
+    payload: bytes
+    qos: int
+    alert: AlertStep | None = None
 
 
 log = logging.getLogger(__name__)
@@ -74,6 +90,8 @@ class Spool:
         self.path, self.max_rows, self.max_bytes = path, max_rows, max_bytes
         self.dropped: Counter[str] = Counter()
         self.unstored: Counter[str] = Counter()
+        self.added = self.accepted = 0
+        self._taken = 0
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -94,60 +112,67 @@ class Spool:
             log.warning("spool: no room for a reserve of %d bytes: %s", RESERVE, e)
             self._reserve.unlink(missing_ok=True)
 
-    def put(
-        self,
-        kind: Kind,
-        topic: str,
-        payload: bytes,
-        qos: int,
-        alert: AlertStep | None = None,
-    ) -> int:
-        """Store a message (with an alert, its device's sequence number and whether it is still
-        open); returns its id, or -1 when it was dropped (too large, or the disk refused it)."""
+    def add(self, entries: Sequence[Entry]) -> list[int]:
+        """Store a batch of messages in one transaction (with an alert, its device's sequence
+        number and whether it is still open); their ids, -1 for each dropped: too large, or
+        the whole batch when the disk refused it."""
         with self._lock:
-            if len(payload) > self.max_bytes:
-                self.dropped[kind] += 1
-                return -1
-            stored = self._put(kind, topic, payload, qos, alert)
+            fits = [e for e in entries if len(e.payload) <= self.max_bytes]
+            self.dropped.update(e.kind for e in entries if len(e.payload) > self.max_bytes)
+            stored = self._add(fits) if fits else []
             if stored is None:
-                self.unstored[kind] += 1
-                return -1
-            return stored
+                self.unstored.update(e.kind for e in fits)
+                return [-1] * len(entries)
+            self.added += len(stored)
+            ids = iter(stored)
+            return [next(ids) if len(e.payload) <= self.max_bytes else -1 for e in entries]
 
-    def _put(
-        self, kind: Kind, topic: str, payload: bytes, qos: int, alert: AlertStep | None
-    ) -> int | None:
+    def put(
+        self, kind: Kind, topic: str, payload: bytes, qos: int, alert: AlertStep | None = None
+    ) -> int:
+        """Store one message; its id, or -1 when it was dropped."""
+        return self.add([Entry(kind, topic, payload, qos, alert)])[0]
+
+    def _add(self, entries: Sequence[Entry]) -> list[int] | None:
+        rows, space, made, ids = self.rows, self.bytes, [], []
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            made_room = self._make_room(len(payload))
-            cursor = self._db.execute(
-                "INSERT INTO outbox (kind, topic, qos, payload) VALUES (?, ?, ?, ?)",
-                (kind, topic, qos, payload),
-            )
-            if alert is not None:
-                self._db.execute(
-                    "INSERT INTO sequences VALUES (?, ?) "
-                    "ON CONFLICT(device) DO UPDATE SET last = excluded.last",
-                    (alert.device, alert.sequence),
+            for kind, topic, payload, qos, alert in entries:
+                freed = self._make_room(len(payload), rows, space)
+                made += freed
+                rows += 1 - len(freed)
+                space += len(payload) - sum(size for _, size in freed)
+                cursor = self._db.execute(
+                    "INSERT INTO outbox (kind, topic, qos, payload) VALUES (?, ?, ?, ?)",
+                    (kind, topic, qos, payload),
                 )
-                if alert.state == "raised":
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO open_alerts VALUES (?, ?)", (alert.device, payload)
-                    )
-                else:
-                    self._db.execute("DELETE FROM open_alerts WHERE device = ?", (alert.device,))
+                assert cursor.lastrowid is not None
+                ids.append(cursor.lastrowid)
+                if alert is not None:
+                    self._keep(alert, payload)
             self._db.execute("COMMIT")
         except sqlite3.Error as e:
             # SQLite may have rolled back already (a full disk does that).
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-            log.error("spool: cannot store a %s message: %s", kind, e)
+            log.error("spool: cannot store %d messages: %s", len(entries), e)
             return None
-        self.dropped.update(kind for kind, _ in made_room)
-        self.rows += 1 - len(made_room)
-        self.bytes += len(payload) - sum(size for _, size in made_room)
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        self.dropped.update(kind for kind, _ in made)
+        self.rows, self.bytes = rows, space
+        return ids
+
+    def _keep(self, alert: AlertStep, payload: bytes) -> None:
+        self._db.execute(
+            "INSERT INTO sequences VALUES (?, ?) "
+            "ON CONFLICT(device) DO UPDATE SET last = excluded.last",
+            (alert.device, alert.sequence),
+        )
+        if alert.state == "raised":
+            self._db.execute(
+                "INSERT OR REPLACE INTO open_alerts VALUES (?, ?)", (alert.device, payload)
+            )
+        else:
+            self._db.execute("DELETE FROM open_alerts WHERE device = ?", (alert.device,))
 
     def _make_space(self) -> bool:
         """Give up the reserve and fold the WAL into the database; False when there was no
@@ -162,10 +187,10 @@ class Spool:
             log.error("spool: cannot fold the WAL into the database: %s", e)
         return True
 
-    def _make_room(self, size: int) -> list[tuple[str, int]]:
-        """Delete the oldest messages until one of ``size`` bytes fits; the kind and size of
-        each, counted once the transaction commits."""
-        rows, space, made = self.rows, self.bytes, []
+    def _make_room(self, size: int, rows: int, space: int) -> list[tuple[str, int]]:
+        """Delete the oldest messages until one of ``size`` bytes fits beside ``rows`` messages
+        of ``space`` bytes; the kind and size of each, counted once the transaction commits."""
+        made = []
         for kind in ("telemetry", "alert"):
             while rows + 1 > self.max_rows or space + size > self.max_bytes:
                 oldest = self._db.execute(
@@ -180,24 +205,36 @@ class Spool:
                 made.append((kind, int(oldest[1])))
         return made
 
-    def pending(self, after: int = 0, limit: int = 100) -> list[Message]:
-        """Messages after id ``after``, oldest first."""
+    def begin(self, limit: int) -> list[Message]:
+        """Up to ``limit`` messages that no open batch has taken, oldest first. They stay
+        taken until accepted, or given back with ``reject``."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, kind, topic, qos, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-                (after, limit),
+                (self._taken, limit),
             ).fetchall()
+            if rows:
+                self._taken = rows[-1][0]
         return [Message(i, k, t, q, bytes(p)) for i, k, t, q, p in rows]
 
-    def ack(self, id: int) -> None:
-        """The broker has message ``id``: forget it (if the disk lets us; else it goes again)."""
+    def accept(self, messages: Sequence[Message]) -> None:
+        """The broker has ``messages``: forget them (if the disk lets us; a message it does not
+        is delivered again)."""
         with self._lock:
-            deleted = self._ack(id)
-            if deleted is None and self._make_space():
-                deleted = self._ack(id)
-            if deleted:
-                self.rows -= 1
-                self.bytes -= deleted
+            for message in messages:
+                deleted = self._ack(message.id)
+                if deleted is None and self._make_space():
+                    deleted = self._ack(message.id)
+                if deleted:
+                    self.rows -= 1
+                    self.bytes -= deleted
+                    self.accepted += 1
+
+    def reject(self, messages: Sequence[Message] = ()) -> None:
+        """Give ``messages`` back (by default, every message taken and not accepted): the next
+        ``begin`` takes them again."""
+        with self._lock:
+            self._taken = min(m.id for m in messages) - 1 if messages else 0
 
     def _ack(self, id: int) -> int | None:
         """The deleted message's size (0 for none), or None when the disk refused."""
@@ -236,6 +273,13 @@ class Spool:
             "Payload bytes waiting in the spool",
             (),
             lambda: {(): self.bytes},
+        )
+        registry.collect(
+            "counter",
+            "spool_messages_total",
+            "Messages into the spool, and out of it delivered",
+            ("result",),
+            lambda: {("added",): self.added, ("delivered",): self.accepted},
         )
         registry.collect(
             "counter",

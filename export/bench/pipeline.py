@@ -316,7 +316,7 @@ def _latency(bundle: Path, port: int, folder: Path, alerts: int = 200) -> float:
         pipeline.process([block])
         if spool.rows == before:
             continue
-        last = spool.pending()[-1].id
+        last = spool.last_id()
         while last not in acked and seen.wait(5):
             seen.clear()
         if last in acked:
