@@ -5,7 +5,6 @@ Features always come from ``agent.features``, the featurizer the gateway runs, a
 time order.
 """
 
-import csv
 import hashlib
 import io
 import math
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.agent.features import FeatureSpec, featurize
+from edgewatch.agent.table import Table, TableError, read_table
 from edgewatch.agent.windows import frame, window_labels
 from edgewatch.sim.machine import Simulation
 
@@ -65,62 +65,43 @@ def load_csv(
     timestamp: str | None = None,
     label: str | None = None,
 ) -> Dataset:
-    """A CSV file with a header row. The delimiter is sniffed unless given; the timestamp column
-    is ``timestamp`` or, if not given, the first column named like one (``datetime``, ``time``,
-    ...); ``channels`` default to every other column except ``label``."""
+    """A CSV file with a header row (``agent.table``). The timestamp column is ``timestamp``
+    or, if not given, the first column named like one (``datetime``, ``time``, ...);
+    ``channels`` default to every other column except ``label``."""
     raw = _read(path)
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    if delimiter is None:
-        try:
-            delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t| ").delimiter
-        except csv.Error:
-            raise DataError(f"{path}: cannot tell the delimiter; give it") from None
-    # newline="": the csv module reads line ends itself, a lone "\r" among them.
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = [h.strip() for h in next(reader, [])]
-    if not header:
-        raise DataError(f"{path}: empty file")
-    if timestamp is None:
-        timestamp = next((h for h in header if h.lower() in TIMESTAMP_NAMES), None)
-    named = [n for n in (timestamp, label) if n is not None]
-    if channels is None:
-        channels = tuple(h for h in header if h not in named)
-    for name in (*named, *channels):
-        if name not in header:
-            raise DataError(f"{path}: no column {name!r}; the header has {header}")
-    if not channels:
-        raise DataError(f"{path}: no channel columns")
-    wanted = [header.index(c) for c in channels]
-    rows = [row for row in reader if row]
-    if not rows:
-        raise DataError(f"{path}: no data rows")
-    samples = np.empty((len(rows), len(channels)))
-    for r, row in enumerate(rows):
-        if len(row) != len(header):
-            raise DataError(
-                f"{path}: line {r + 2} has {len(row)} fields, the header has {len(header)}"
-            )
-        for c, i in enumerate(wanted):
-            samples[r, c] = _number(path, r, header[i], row[i])
-    times = None
-    if timestamp is not None:
-        i = header.index(timestamp)
-        times = np.array([_seconds(path, r, timestamp, row[i]) for r, row in enumerate(rows)])
-        if (np.diff(times) < 0).any():
-            r = int(np.argmax(np.diff(times) < 0)) + 1
-            raise DataError(f"{path}: line {r + 2}: {timestamp} goes back in time")
-    labels = None
-    if label is not None:
-        i = header.index(label)
-        labels = np.array([_number(path, r, label, row[i]) for r, row in enumerate(rows)])
-        if not np.isin(labels, (0, 1)).all():
-            r = int(np.argmax(~np.isin(labels, (0, 1))))
-            raise DataError(f"{path}: line {r + 2}, column {label!r}: labels must be 0 or 1")
-        labels = labels.astype(np.int8)
+        table = read_table(path, raw, delimiter)
+        header = table.header
+        if timestamp is None:
+            timestamp = next((h for h in header if h.lower() in TIMESTAMP_NAMES), None)
+        named = [n for n in (timestamp, label) if n is not None]
+        if channels is None:
+            channels = tuple(h for h in header if h not in named)
+        for name in (*named, *channels):
+            table.index(name)
+        if not channels:
+            raise DataError(f"{path}: no channel columns")
+        samples = np.column_stack([table.numbers(c) for c in channels])
+        times = _times(table, timestamp) if timestamp is not None else None
+        labels = _labels(table, label) if label is not None else None
+    except TableError as e:
+        raise DataError(str(e)) from None
     return Dataset(path.name, channels, samples, labels, times, hashlib.sha256(raw).hexdigest())
+
+
+def _times(table: Table, column: str) -> np.ndarray:
+    times = np.array([_seconds(table, r, column, v) for r, v in enumerate(table.values(column))])
+    if (np.diff(times) < 0).any():
+        r = int(np.argmax(np.diff(times) < 0)) + 1
+        raise table.error(r, None, f"{column} goes back in time")
+    return times
+
+
+def _labels(table: Table, column: str) -> np.ndarray:
+    labels = table.numbers(column)
+    if not np.isin(labels, (0, 1)).all():
+        raise table.error(int(np.argmax(~np.isin(labels, (0, 1)))), column, "labels must be 0 or 1")
+    return labels.astype(np.int8)
 
 
 def load_npy(path: Path, channels: tuple[str, ...]) -> Dataset:
@@ -208,19 +189,7 @@ def _read(path: Path) -> bytes:
         raise DataError(f"{path}: {e.strerror}") from None
 
 
-def _number(path: Path, row: int, column: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise DataError(
-            f"{path}: line {row + 2}, column {column!r}: {value!r} is not a number"
-        ) from None
-    if not math.isfinite(number):
-        raise DataError(f"{path}: line {row + 2}, column {column!r}: {value!r} is not finite")
-    return number
-
-
-def _seconds(path: Path, row: int, column: str, value: str) -> float:
+def _seconds(table: Table, row: int, column: str, value: str) -> float:
     try:
         return float(value)
     except ValueError:
@@ -228,7 +197,6 @@ def _seconds(path: Path, row: int, column: str, value: str) -> float:
     try:
         return datetime.fromisoformat(value.strip()).timestamp()
     except ValueError:
-        raise DataError(
-            f"{path}: line {row + 2}, column {column!r}: {value!r} is neither seconds nor an "
-            "ISO 8601 time"
+        raise table.error(
+            row, column, f"{value!r} is neither seconds nor an ISO 8601 time"
         ) from None

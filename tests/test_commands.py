@@ -30,7 +30,7 @@ def test_commands_refuse_bad_input_in_one_line(waveform_bundle, tmp_path):
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("a,b\n1,2\n")
     replay = edgewatch("replay", "--bundle", waveform_bundle, "--data", wrong, check=False)
-    assert replay.returncode == 2 and "no column x, y, z" in replay.stderr
+    assert replay.returncode == 2 and "no column 'x'" in replay.stderr
     assert "Traceback" not in replay.stderr
     nowhere = edgewatch("simulate", "--to", "mqtt://127.0.0.1:1/s", "--duration", "1", check=False)
     assert nowhere.returncode == 2 and "mqtt://127.0.0.1:1/s" in nowhere.stderr

@@ -285,13 +285,13 @@ def test_recordings_are_read_by_channel_name_and_refused_clearly(tmp_path):
     assert load_recording(good, ["a", "b"]).tolist() == [[2, 4], [1, 3]]
     np.save(tmp_path / "r.npy", np.ones((5, 3)))
     cases = [
-        (good, ["a", "c"], "no column c"),
+        (good, ["a", "c"], "no column 'c'; the header has ['datetime', 'b', 'a', 'anomaly']"),
         (tmp_path / "r.npy", ["a", "b"], "expected [samples, 2]"),
         (tmp_path / "missing.csv", ["a"], "No such file"),
     ]
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n1,x\n")
-    cases.append((bad, ["a", "b"], "line 3: not 2 numbers"))
+    cases.append((bad, ["a", "b"], "line 3, column 'b': 'x' is not a number"))
     nan = tmp_path / "nan.csv"
     nan.write_text("a\n1\nnan\n")
     cases.append((nan, ["a"], "row 1: NaN or inf"))

@@ -6,7 +6,6 @@ Blocks of ``BLOCK_S`` of signal are handed over on the schedule of an injectable
 play hours of data in no time.
 """
 
-import csv
 import threading
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ import numpy as np
 from edgewatch.agent.clock import Clock, Pacer
 from edgewatch.agent.framing import Block
 from edgewatch.agent.sources import Offer
+from edgewatch.agent.table import TableError, read_table
 
 BLOCK_S = 0.1
 
@@ -38,7 +38,11 @@ def load_recording(path: Path, channels: Sequence[str]) -> np.ndarray:
                 )
             rows = data.astype(np.float32)
         else:
-            rows = _read_csv(path, channels)
+            table = read_table(path)
+            columns = [table.numbers(c, finite=False) for c in channels]
+            rows = np.column_stack(columns).astype(np.float32)
+    except TableError as e:
+        raise RecordingError(str(e)) from None
     except OSError as e:
         raise RecordingError(f"{path}: {e.strerror}") from None
     except ValueError as e:
@@ -52,26 +56,6 @@ def load_recording(path: Path, channels: Sequence[str]) -> np.ndarray:
             f"{path}: row {int(np.argwhere(~np.isfinite(rows))[0, 0])}: NaN or inf"
         )
     return np.ascontiguousarray(rows.T)
-
-
-def _read_csv(path: Path, channels: Sequence[str]) -> np.ndarray:
-    with path.open(newline="", encoding="utf-8") as f:
-        head = f.readline()
-        delimiter = max(",;\t", key=head.count)
-        header = next(csv.reader([head], delimiter=delimiter))
-        missing = [c for c in channels if c not in header]
-        if missing:
-            raise RecordingError(f"{path}: no column {', '.join(missing)} in header {header}")
-        columns = [header.index(c) for c in channels]
-        rows = []
-        for number, record in enumerate(csv.reader(f, delimiter=delimiter), start=2):
-            if not record:
-                continue
-            try:
-                rows.append([float(record[c]) for c in columns])
-            except (ValueError, IndexError):
-                raise RecordingError(f"{path}: line {number}: not {len(columns)} numbers") from None
-    return np.array(rows, dtype=np.float32).reshape(len(rows), len(channels))
 
 
 class ReplayReader:

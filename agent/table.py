@@ -1,0 +1,107 @@
+"""CSV tables with a header row: the one reader behind the recordings ``replay`` plays and the
+data training reads.
+
+The text is UTF-8 (a byte-order mark is dropped); line ends may be ``\\n``, ``\\r\\n`` or a lone
+``\\r``; the delimiter is sniffed (one of ``,`` ``;`` tab ``|`` space) unless given, and a header
+without any is one column. Blank lines are skipped, and every other line has as many fields as
+the header. Each problem is a ``TableError`` that names the file, and the line and column where
+it has them.
+
+>>> import tempfile
+>>> path = Path(tempfile.mkdtemp()) / "run.csv"
+>>> _ = path.write_bytes(b"time;x\\r\\n0;1.5\\r\\n1;nan\\r\\n")
+>>> table = read_table(path)
+>>> table.header, table.numbers("x", finite=False).tolist()
+(['time', 'x'], [1.5, nan])
+>>> try:
+...     table.numbers("x")
+... except TableError as e:
+...     print(str(e).removeprefix(f"{path}: "))
+line 3, column 'x': 'nan' is not finite
+"""
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DELIMITERS = ",;\t| "
+
+
+class TableError(ValueError):
+    """A table that cannot be read, with where and why."""
+
+
+@dataclass(frozen=True)
+class Table:
+    path: Path
+    header: list[str]
+    rows: list[list[str]]
+
+    def index(self, name: str) -> int:
+        if name not in self.header:
+            raise TableError(f"{self.path}: no column {name!r}; the header has {self.header}")
+        return self.header.index(name)
+
+    def values(self, name: str) -> list[str]:
+        i = self.index(name)
+        return [row[i] for row in self.rows]
+
+    def numbers(self, name: str, finite: bool = True) -> np.ndarray:
+        """Column ``name`` as float64; ``finite``: NaN and infinities refused too."""
+        out = np.empty(len(self.rows))
+        for r, value in enumerate(self.values(name)):
+            try:
+                out[r] = float(value)
+            except ValueError:
+                raise self.error(r, name, f"{value!r} is not a number") from None
+            if finite and not math.isfinite(out[r]):
+                raise self.error(r, name, f"{value!r} is not finite")
+        return out
+
+    def error(self, row: int, column: str | None, message: str) -> TableError:
+        """A problem of data row ``row`` (0 is the line after the header)."""
+        where = f"line {row + 2}" + (f", column {column!r}" if column is not None else "")
+        return TableError(f"{self.path}: {where}: {message}")
+
+
+def read_table(path: Path, raw: bytes | None = None, delimiter: str | None = None) -> Table:
+    """The table in the file at ``path`` (or in ``raw``, its bytes when already read)."""
+    try:
+        text = (path.read_bytes() if raw is None else raw).decode("utf-8-sig")
+    except OSError as e:
+        raise TableError(f"{path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise TableError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if delimiter is None:
+        delimiter = _delimiter(path, text)
+    # newline="": the csv module reads line ends itself, a lone "\r" among them.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        if not header:
+            raise TableError(f"{path}: empty file")
+        rows = [row for row in reader if row]
+    except csv.Error as e:
+        raise TableError(f"{path}: line {reader.line_num}: {e}") from None
+    if not rows:
+        raise TableError(f"{path}: no data rows")
+    for r, row in enumerate(rows):
+        if len(row) != len(header):
+            raise TableError(
+                f"{path}: line {r + 2} has {len(row)} fields, the header has {len(header)}"
+            )
+    return Table(path, header, rows)
+
+
+def _delimiter(path: Path, text: str) -> str:
+    first = text.lstrip("\r\n").splitlines()[0] if text.strip() else ""
+    if not any(d in first for d in DELIMITERS):
+        return ","
+    try:
+        return csv.Sniffer().sniff(text[:8192], delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        raise TableError(f"{path}: cannot tell the delimiter; give it") from None
