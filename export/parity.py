@@ -1,8 +1,14 @@
 """The parity gate: the exported model must score as the native one does."""
 
+from typing import NamedTuple
+
 import numpy as np
+import onnx
 
 from edgewatch.agent.bundle import Parity
+from edgewatch.agent.scorer import open_session
+from edgewatch.export.detectors.base import Detector, Progress, quiet
+from edgewatch.export.onnxgraph import INPUT, SCORE
 
 DEFAULT_TOLERANCE = 1e-4
 
@@ -58,3 +64,30 @@ def with_flips(
     """``parity`` with the share of rows whose decision at ``threshold`` (raw) differs."""
     flipped = (np.asarray(native) > threshold) != (np.asarray(exported) > threshold)
     return parity.model_copy(update={"flips": float(flipped.mean())})
+
+
+class Exported(NamedTuple):
+    """A fitted detector as ONNX, its native and exported scores of the same rows, and how
+    near they are."""
+
+    model: onnx.ModelProto
+    native: np.ndarray
+    exported: np.ndarray
+    parity: Parity
+
+
+def export_checked(
+    detector: Detector,
+    width: int,
+    inputs: np.ndarray,
+    tolerance: float = DEFAULT_TOLERANCE,
+    progress: Progress = quiet,
+) -> Exported:
+    """``detector`` exported for rows of ``width`` features, and scored both ways on
+    ``inputs``; ``ParityError`` when the scores differ beyond ``tolerance``."""
+    model = detector.to_onnx(width)
+    progress(f"export: ONNX, {len(model.graph.node)} nodes; checking parity")
+    native = detector.score(inputs)
+    session = open_session(model.SerializeToString())
+    exported = session.run([SCORE], {INPUT: np.ascontiguousarray(inputs, np.float32)})[0]
+    return Exported(model, native, exported, compare(native, exported, tolerance))

@@ -34,7 +34,6 @@ import numpy as np
 from edgewatch.agent.decision import Decider, Policy
 from edgewatch.agent.features import FeatureSpec, Rolling, featurize
 from edgewatch.agent.model import sequences
-from edgewatch.agent.scorer import open_session
 from edgewatch.export.calibrate import fit_scale
 from edgewatch.export.datasets import SKAB_CHANNELS, Dataset, load_skab
 from edgewatch.export.detectors import build
@@ -52,8 +51,7 @@ from edgewatch.export.detectors.params import (
     SequenceAutoencoderParams,
 )
 from edgewatch.export.metrics import Confusion
-from edgewatch.export.onnxgraph import INPUT
-from edgewatch.export.parity import compare
+from edgewatch.export.parity import export_checked
 
 TRAIN_ROWS = 400
 SOURCE = "SOURCE.md"
@@ -154,9 +152,7 @@ def calibrated_scores(method: Method, data: Dataset, progress: Progress = quiet)
     inputs = sequences(rows, detector.history)
     first_test = TRAIN_ROWS - detector.history + 1
     detector.fit(inputs[:first_test], progress)
-    session = open_session(detector.to_onnx(rows.shape[1]).SerializeToString())
-    scores = session.run(["score"], {INPUT: np.ascontiguousarray(inputs, np.float32)})[0]
-    compare(detector.score(inputs), scores)
+    scores = export_checked(detector, rows.shape[1], inputs).exported
     return fit_scale(scores[:first_test])(scores)
 
 

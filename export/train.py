@@ -22,7 +22,6 @@ from edgewatch.agent.bundle import (
 )
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.model import sequences
-from edgewatch.agent.scorer import open_session
 from edgewatch.export.bundle import digest, write_bundle
 from edgewatch.export.calibrate import budget_thresholds, f1_thresholds, fit_scale
 from edgewatch.export.config import CsvData, NpyData, SimulatedData, TrainConfig
@@ -39,7 +38,7 @@ from edgewatch.export.detectors import build
 from edgewatch.export.detectors.base import Detector, Progress, quiet
 from edgewatch.export.metrics import point_metrics
 from edgewatch.export.onnxgraph import FEATURE_ERROR, INPUT, SCORE
-from edgewatch.export.parity import compare, with_flips
+from edgewatch.export.parity import export_checked, with_flips
 from edgewatch.sim.machine import PROCESS_CHANNELS, simulate_process, simulate_waveform
 
 MODEL_FILE = "model.onnx"
@@ -113,14 +112,10 @@ def fit(
         x_train = x_train[labels[train_rows] == 0]
     detector.fit(x_train, progress)
     width = len(spec.feature_names)
-    model = detector.to_onnx(width)
-    progress(f"export: ONNX, {len(model.graph.node)} nodes; checking parity")
     x_valid = inputs[validation_rows]
     y_valid = labels[validation_rows] if labels is not None else None
-    native = detector.score(x_valid)
-    session = open_session(model.SerializeToString())
-    exported = session.run([SCORE], {INPUT: np.ascontiguousarray(x_valid, np.float32)})[0]
-    parity = compare(native, exported, config.calibration.parity_tolerance)
+    tolerance = config.calibration.parity_tolerance
+    model, native, exported, parity = export_checked(detector, width, x_valid, tolerance, progress)
     normal = exported if y_valid is None else exported[y_valid == 0]
     scale = fit_scale(normal)
     budget = config.calibration.budget
