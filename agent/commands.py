@@ -112,7 +112,8 @@ def replay(args: argparse.Namespace) -> int:
 def warmup(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from edgewatch.agent.features import Bearing, FeatureSpec, Featurizer
+    from edgewatch.agent.features import Bearing, FeatureSpec
+    from edgewatch.agent.featurizer import Featurizer
     from edgewatch.kernels import native
     from edgewatch.kernels.cache import cache_dir
 

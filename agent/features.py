@@ -1,8 +1,5 @@
-"""The feature spec and the one featurizer that training and serving share.
-
-A ``FeatureSpec`` says what the input is and which features to compute; it derives the ordered
-feature names. ``Featurizer`` turns a spec and raw data into a float32 feature matrix, through
-the kernels, with a clear error for data that does not fit the spec.
+"""The feature spec: what the input is and which features to compute, and the ordered feature
+names it derives. ``agent.featurizer`` computes them.
 
 >>> spec = FeatureSpec(kind="waveform", sample_rate=12000, window=4096, hop=2048, channels=["de"])
 >>> spec.feature_names[:3], len(spec.feature_names)
@@ -21,16 +18,12 @@ import numpy as np
 from pydantic import Field, StringConstraints, model_validator
 
 from edgewatch.agent.schema import Frozen
-from edgewatch.kernels import runtime
 from edgewatch.kernels.layout import (
     ENVELOPE_FEATURES,
     ROLLING_FEATURES,
     SPECTRAL_FEATURES,
     TIME_FEATURES,
-    RollingState,
     bearing_frequencies,
-    hann,
-    make_plan,
 )
 
 Kind = Literal["waveform", "process", "record"]
@@ -38,9 +31,6 @@ Family = Literal["time", "spectral", "bands", "envelope"]
 Rolling = Literal["value", "roll_mean", "roll_std", "zscore", "diff", "ewma"]
 ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
-# Samples whose fourth powers (kurtosis) and squares (band power, float32 output) stay finite.
-MIN_MAGNITUDE = 1e-30
-MAX_MAGNITUDE = 1e15
 DEFAULT_BANDS = 4
 DEFAULT_HISTORY = 30
 DEFAULT_EWMA_ALPHA = 0.1
@@ -272,139 +262,3 @@ def band_bins(
     if Fraction(edges[-1]) * 2 >= Fraction(sample_rate):
         hi[-1] = last
     return lo, np.minimum(hi, last)
-
-
-class Featurizer:
-    """Features of one spec's data, float32 ``[n, len(spec.feature_names)]``.
-
-    Waveform data is ``[n, channels, window]`` float32 or float64 windows; process and record
-    data are rows ``[n, channels]``. A process featurizer streams: its rolling state carries
-    from call to call, so rows may be fed as they arrive. Bad data raises ``FeatureError`` and
-    leaves that state as it was. ``out``, if given, is a float32 or float64 ``[n, F]`` array to
-    write into instead of a new one.
-    """
-
-    def __init__(self, spec: FeatureSpec) -> None:
-        self.spec = spec
-        self.width = len(spec.feature_names)
-        self._kernels = runtime.active()
-        if spec.kind == "waveform":
-            self._plan_waveform(spec)
-        elif spec.kind == "process":
-            assert spec.history is not None and spec.ewma_alpha is not None
-            self._alpha = spec.ewma_alpha
-            self._state = RollingState.empty(spec.history, len(spec.channels))
-            assert spec.rolling is not None
-            self._columns: np.ndarray | None = None
-            if spec.rolling != ROLLING_FEATURES:
-                picked = [ROLLING_FEATURES.index(r) for r in spec.rolling]
-                width = len(ROLLING_FEATURES)
-                self._columns = np.array(
-                    [c * width + k for c in range(len(spec.channels)) for k in picked]
-                )
-
-    def _plan_waveform(self, spec: FeatureSpec) -> None:
-        """Everything the kernels need beside the samples, once per dtype."""
-        assert spec.window is not None and spec.sample_rate is not None
-        assert spec.families is not None
-        n, rate = spec.window, spec.sample_rate
-        self._tail = (len(spec.channels), n)
-        offsets = {}
-        offset = 0
-        for family, names in spec.family_feature_names.items():
-            offsets[family] = offset
-            offset += len(names)
-        no_bins = np.zeros(0, dtype=np.int64)
-        band_lo, band_hi = (
-            band_bins(spec.band_edges, rate, n) if spec.band_edges is not None else (no_bins,) * 2
-        )
-        pass_lo, pass_hi = band_bins(spec.envelope_band or (0.0, rate / 2), rate, n)
-        read_bins = no_bins
-        if "envelope" in spec.families:
-            defects = np.array(spec.defect_frequencies)
-            read_bins = np.rint(np.concatenate([defects, 2 * defects]) * n / rate).astype(np.int64)
-        plan = make_plan(offset, offsets, band_lo, band_hi, (pass_lo[0], pass_hi[0]), read_bins)
-        self._kernel_args = {}
-        for dtype in (np.float32, np.float64):
-            window = hann(n).astype(dtype)
-            self._kernel_args[np.dtype(dtype).char] = (
-                window,
-                float(window.sum(dtype=np.float64)),
-                float((window.astype(np.float64) ** 2).sum()),
-                float(rate),
-                plan,
-            )
-
-    def __call__(self, data: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        if self.spec.kind == "waveform":
-            # The usual case in as few steps as can be: this runs once per window on a gateway.
-            args = self._kernel_args.get(data.dtype.char) if type(data) is np.ndarray else None
-            if args is None or data.shape[1:] != self._tail or not data.flags.c_contiguous:
-                data = self._checked(data, self._tail, "windows x channels x samples")
-                args = self._kernel_args[data.dtype.char]
-            n = data.shape[0]
-            out = np.empty((n, self.width), np.float32) if out is None else self._output(n, out)
-            if not self._kernels.windows(data, *args, out):
-                self._explain_nonfinite(data)
-            return out
-        rows = self._checked(data, (len(self.spec.channels),), "rows x channels")
-        out = self._output(rows.shape[0], out)
-        bad = ~np.isfinite(rows)
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            raise FeatureError(
-                f"data: row {r}, channel {c} ({self.spec.channels[c]}) is NaN or inf"
-            )
-        if self.spec.kind == "record":
-            np.copyto(out, rows, casting="same_kind")
-        elif self._columns is None:
-            self._kernels.rolling(rows, self._alpha, *self._state, out)
-        else:
-            every = np.empty((rows.shape[0], len(ROLLING_FEATURES) * rows.shape[1]), out.dtype)
-            self._kernels.rolling(rows, self._alpha, *self._state, every)
-            out[:] = every[:, self._columns]
-        return out
-
-    def _checked(self, data: np.ndarray, tail: tuple[int, ...], axes: str) -> np.ndarray:
-        if not isinstance(data, np.ndarray):
-            raise FeatureError(f"data: expected a numpy array, got {type(data).__name__}")
-        if data.dtype.char not in "fd":
-            raise FeatureError(f"data: expected float32 or float64 samples, got {data.dtype}")
-        if data.shape[1:] != tail:
-            want = ", ".join(["n", *map(str, tail)])
-            raise FeatureError(f"data: expected shape [{want}] ({axes}), got {list(data.shape)}")
-        return data if data.flags.c_contiguous else np.ascontiguousarray(data)
-
-    def _output(self, n: int, out: np.ndarray | None) -> np.ndarray:
-        if out is None:
-            return np.empty((n, self.width), dtype=np.float32)
-        if (
-            type(out) is not np.ndarray
-            or out.dtype.char not in "fd"
-            or out.shape != (n, self.width)
-            or not out.flags.c_contiguous
-        ):
-            raise FeatureError(
-                f"out: expected a C-contiguous float32 or float64 array of shape [{n}, "
-                f"{self.width}]"
-            )
-        return out
-
-    def _explain_nonfinite(self, windows: np.ndarray) -> None:
-        bad = ~np.isfinite(windows).all(axis=-1)
-        if bad.any():
-            w, c = np.argwhere(bad)[0]
-            raise FeatureError(
-                f"data: window {w}, channel {c} ({self.spec.channels[c]}) holds NaN or inf"
-            )
-        magnitude = np.abs(windows[windows != 0])
-        raise FeatureError(
-            f"data: features are not finite for samples of magnitude {magnitude.min():.3g} to "
-            f"{magnitude.max():.3g}; keep them between {MIN_MAGNITUDE:g} and {MAX_MAGNITUDE:g} "
-            "(their fourth powers must stay representable)"
-        )
-
-
-def featurize(spec: FeatureSpec, data: np.ndarray) -> np.ndarray:
-    """Features of ``data`` under ``spec``, from a fresh state; see ``Featurizer``."""
-    return Featurizer(spec)(data)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgewatch.agent.features import FeatureError, FeatureSpec, Featurizer
+from edgewatch.agent.features import FeatureError, FeatureSpec
+from edgewatch.agent.featurizer import Featurizer
 from edgewatch.agent.framing import Block
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import sequences

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgewatch.agent.features import FeatureSpec, featurize
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.featurizer import featurize
 from edgewatch.agent.table import Table, TableError, read_table
 from edgewatch.agent.windows import frame, window_labels
 from edgewatch.sim.machine import Simulation

@@ -32,7 +32,8 @@ from typing import Any, Literal
 import numpy as np
 
 from edgewatch.agent.decision import Decider, Policy
-from edgewatch.agent.features import FeatureSpec, Rolling, featurize
+from edgewatch.agent.features import FeatureSpec, Rolling
+from edgewatch.agent.featurizer import featurize
 from edgewatch.agent.model import sequences
 from edgewatch.export.calibrate import fit_scale
 from edgewatch.export.datasets import SKAB_CHANNELS, Dataset, load_skab

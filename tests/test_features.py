@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edgewatch.agent.features import FeatureError, FeatureSpec, Featurizer, band_bins, featurize
+from edgewatch.agent.features import FeatureError, FeatureSpec, band_bins
+from edgewatch.agent.featurizer import Featurizer, featurize
 
 BEARING = {"balls": 9, "ball_diameter": 7.94, "pitch_diameter": 39.04}
 

@@ -9,7 +9,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from edgewatch.agent.features import FeatureSpec, Featurizer
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.featurizer import Featurizer
 from edgewatch.kernels.layout import TIME_FEATURES, bearing_frequencies, hann
 from edgewatch.kernels.timedomain import time_features
 from edgewatch.sim.machine import Fault, Machine, simulate_waveform

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from edgewatch.agent.cli import main
-from edgewatch.agent.features import FeatureSpec, Featurizer
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.featurizer import Featurizer
 from edgewatch.kernels import native, runtime
 from tests.strategies import BEARING, assert_matches_reference
 
@@ -21,7 +22,8 @@ AGENT = """
 import sys
 import numpy as np
 import edgewatch.agent.cli, agent.service
-from edgewatch.agent.features import FeatureSpec, Featurizer
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.featurizer import Featurizer
 from edgewatch.kernels import runtime
 
 kernels = runtime.select(1)

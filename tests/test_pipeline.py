@@ -8,7 +8,7 @@ import pytest
 from edgewatch.agent.alerts import Alert, AlertMaker
 from edgewatch.agent.bundle import BundleError, verify_bundle
 from edgewatch.agent.config import Decision, ProcessGate, RmsGate
-from edgewatch.agent.features import featurize
+from edgewatch.agent.featurizer import featurize
 from edgewatch.agent.framing import Block
 from edgewatch.agent.model import Model
 from edgewatch.agent.pipeline import Pipeline

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from edgewatch.agent.features import FeatureSpec, Featurizer, featurize
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.featurizer import Featurizer, featurize
 from tests import reference
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edgewatch.agent.features import FeatureSpec, featurize
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.featurizer import featurize
 from edgewatch.agent.windows import frame, window_labels
 from edgewatch.sim.machine import Fault, Machine, simulate_process, simulate_waveform
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from edgewatch.agent.features import FeatureSpec, Featurizer
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.featurizer import Featurizer
 from edgewatch.export.bench.numpy_features import numpy_features
 from edgewatch.export.bench.timing import interleaved_medians, steady_heap
 from edgewatch.sim.machine import Machine, simulate_waveform
@@ -29,7 +30,8 @@ SAMPLES_PER_BATCH = 1 << 17
 
 _FIRST_VECTOR = """
 import numpy as np
-from edgewatch.agent.features import FeatureSpec, featurize
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.featurizer import featurize
 spec = FeatureSpec(kind="waveform", sample_rate=25600, window=1024, channels=["x", "y", "z"])
 featurize(spec, np.ones((1, 3, 1024), dtype=np.float32).cumsum(axis=-1))
 print("ready", flush=True)

@@ -18,7 +18,7 @@ the compact IsolationForest (trained here on a simulated healthy machine).
 - **alert_latency_p99_ms**: from handing the pipeline the block that completes an anomalous
   window to the broker's PUBACK of its alert, one alert at a time.
 - **rss_mb** and **first_score_s**: ``edgewatch run`` with eight replayed sensors at real time;
-  its resident memory after ``RSS_AFTER_S`` seconds, while they still stream, and how long
+  its resident memory after ``footprint.RSS_AFTER_S`` seconds, while they still stream, and how long
   after the process started its first window was scored (the kernels built).
 - **kernels**: which compiled form of the kernels all of the above ran (``kernels.runtime``):
   ``native`` when it can be built here, as ``edgewatch warmup`` builds it on a gateway.
@@ -32,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from edgewatch.agent.config import Decision, validate
 from edgewatch.agent.framing import Block
 from edgewatch.agent.model import Model
 from edgewatch.agent.sinks.spool import Message
+from edgewatch.export.bench.footprint import footprint, free_port
 from edgewatch.export.bench.numpy_features import numpy_features
 from edgewatch.export.bench.timing import steady_heap
 from edgewatch.export.config import TrainConfig, parse_config
@@ -57,8 +57,6 @@ WINDOW, HOP = 1024, 512
 BLOCK_S = 0.1
 DEVICES = 64
 SECONDS = 4.0
-RSS_SENSORS = 8
-RSS_AFTER_S = 4.0
 AXES = ("x", "y", "z")
 
 
@@ -220,18 +218,12 @@ def _seed(bundle: Path, windows: int = 300) -> float:
     return 1.0 / (per_window * RATE / HOP)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Mosquitto:
     def __init__(self, folder: Path) -> None:
         binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
         if binary is None:
             raise RuntimeError("bench pipeline needs mosquitto (apt-get install mosquitto)")
-        self.port = _free_port()
+        self.port = free_port()
         config = folder / "mosquitto.conf"
         config.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
@@ -328,56 +320,6 @@ def _latency(bundle: Path, port: int, folder: Path, alerts: int = 200) -> float:
     return float(np.percentile(waits, 99) * 1e3)
 
 
-def _footprint(bundle: Path, folder: Path) -> tuple[float, float]:
-    """RSS (MB) of ``edgewatch run`` with eight sensors, and seconds from start to first score."""
-    recording = folder / "sensor.npy"
-    signal = simulate_waveform(Machine(), RSS_AFTER_S + 2, RATE, seed=6).signal
-    np.save(recording, signal.T.astype(np.float32))
-    port = _free_port()
-    sources = "".join(
-        f'[[sources]]\ntype = "replay"\npath = "{recording}"\ndevice = "s{i}"\n'
-        'channels = ["x", "y", "z"]\nsample_rate = 25600\nspeed = 1.0\n'
-        for i in range(RSS_SENSORS)
-    )
-    config = folder / "agent.toml"
-    config.write_text(
-        f'site = "bench"\ndevice = "gw"\nfeedback_db = "{folder / "fb.sqlite"}"\n'
-        f'http.port = {port}\n[model]\nbundle = "{bundle}"\n{sources}'
-        f'[[sinks]]\ntype = "jsonl"\npath = "{folder / "alerts.jsonl"}"\n'
-    )
-    began = time.monotonic()
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "edgewatch.agent.cli", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    first = float("nan")
-    try:
-        while time.monotonic() - began < 30:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
-                    text = r.read().decode()
-            except OSError:
-                time.sleep(0.005)
-                continue
-            scored = [
-                float(line.rsplit(" ", 1)[1])
-                for line in text.splitlines()
-                if line.startswith("edgewatch_windows_scored_total ")
-            ]
-            if scored and scored[0] > 0:
-                first = time.monotonic() - began
-                break
-            time.sleep(0.005)
-        time.sleep(max(0.0, RSS_AFTER_S - (time.monotonic() - began)))
-        status = Path(f"/proc/{agent.pid}/status").read_text()
-        rss_kb = int(status.split("VmRSS:", 1)[1].split()[0])
-    finally:
-        agent.terminate()
-        agent.wait(30)
-    return rss_kb / 1024, first
-
-
 def run(rounds: int = 3) -> dict[str, Any]:
     steady_heap()
     try:
@@ -398,7 +340,7 @@ def run(rounds: int = 3) -> dict[str, Any]:
             latency = _latency(bundle, broker.port, folder)
         finally:
             broker.stop()
-        rss, first = _footprint(bundle, folder)
+        rss, first = footprint(bundle, folder)
     return {
         "pipeline": {
             "sensors_per_core": sensors,

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from edgewatch.agent.features import FeatureSpec, featurize
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.featurizer import featurize
 from edgewatch.agent.scorer import open_session
 from edgewatch.export.bench.timing import interleaved_samples, steady_heap
 from edgewatch.export.detectors.forest import IsolationForestDetector

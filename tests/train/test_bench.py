@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edgewatch.agent.cli import main
-from edgewatch.agent.features import FeatureSpec, featurize
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.featurizer import featurize
 from edgewatch.export.bench import kernels as bench
 from edgewatch.export.bench.numpy_features import numpy_features
 from edgewatch.export.bench.timing import interleaved_medians, steady_heap
