@@ -2,7 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# The gateway's suite runs in a venv of its own: an edge install and the [test] extra, nothing else.
+# The gateway's suite runs in a venv of its own: an edge install, the [test] extra and the tools
+# without [train].
 EDGE_VENV ?= .venv-edge
 EDGE_STAMP := $(EDGE_VENV)/.installed
 DEBS := mosquitto socat systemd openssl gcc g++ python3-dev
