@@ -7,20 +7,24 @@ Sinks are built first, then the pipeline that feeds them, then the sources that 
 """
 
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from edgewatch.agent.alerts import AlertMaker
 from edgewatch.agent.config import (
     AgentConfig,
+    Decision,
     JsonlSink,
     MqttSink,
     MqttSource,
     ReplaySource,
     SerialSource,
     StdoutSink,
+    validate,
 )
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model
@@ -62,6 +66,32 @@ class Assembly:
     sources: list[Source]
     spool: Spool | None
     forwarder: Forwarder | None
+
+    def play(self) -> ReplayReader:
+        """Start the first source, a recording, on a thread of its own; it sets ``done`` once
+        it has handed over its last block."""
+        reader = self.sources[0]
+        assert isinstance(reader, ReplayReader), "play() an agent that replays a recording"
+        threading.Thread(target=reader.run, args=(threading.Event(),), daemon=True).start()
+        return reader
+
+
+def replaying(
+    site: str, bundle: Path, decision: Decision, source: dict[str, Any], sink: dict[str, Any]
+) -> AgentConfig:
+    """The config of an agent that plays one recording (``source``: a replay source's fields
+    but its type) into ``sink``, scoring with the bundle at ``bundle``: what ``replay`` and
+    the demo run. ``ConfigError`` says what is wrong with it."""
+    return validate(
+        {
+            "site": site,
+            "device": "replay",
+            "model": {"bundle": bundle, "watch": False},
+            "decision": decision,
+            "sources": [{"type": "replay", **source}],
+            "sinks": [sink],
+        }
+    )
 
 
 def _mqtt_sink(config: MqttSink, parts: Wiring) -> Sink:

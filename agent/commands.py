@@ -6,11 +6,10 @@ line on stderr and an exit status of 2, and imports what it needs only when it r
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 
-from edgewatch.agent.config import AgentConfig, ConfigError, Decision, load_config, validate
+from edgewatch.agent.config import AgentConfig, ConfigError, Decision, load_config
 
 
 def fail(command: str, message: str) -> int:
@@ -57,10 +56,10 @@ def speed(text: str) -> float | None:
 
 
 def replay(args: argparse.Namespace) -> int:
-    from edgewatch.agent.assembly import assemble
+    from edgewatch.agent.assembly import assemble, replaying
     from edgewatch.agent.bundle import BundleError, load_public_key, verify_bundle
     from edgewatch.agent.model import Model
-    from edgewatch.agent.sources.replay import RecordingError, ReplayReader
+    from edgewatch.agent.sources.replay import RecordingError
     from edgewatch.kernels import runtime
 
     decision, site = Decision(), "replay"
@@ -74,7 +73,6 @@ def replay(args: argparse.Namespace) -> int:
         bundle = verify_bundle(args.bundle, key)
         spec = bundle.manifest.feature_spec
         source = {
-            "type": "replay",
             "device": args.device or args.data.stem,
             "path": args.data,
             "channels": spec.channels,
@@ -82,23 +80,12 @@ def replay(args: argparse.Namespace) -> int:
             "speed": "max" if args.speed is None else args.speed,
             "start_ts": args.start,
         }
-        config = validate(
-            {
-                "site": site,
-                "device": "replay",
-                "model": {"bundle": args.bundle, "watch": False},
-                "decision": decision,
-                "sources": [source],
-                "sinks": [{"type": "stdout"}],
-            }
-        )
+        config = replaying(site, args.bundle, decision, source, {"type": "stdout"})
         runtime.select(1)
         parts = assemble(config, Model.load(bundle, decision))
     except (BundleError, RecordingError, ConfigError) as e:
         return fail("replay", str(e))
-    reader = parts.sources[0]
-    assert isinstance(reader, ReplayReader)
-    threading.Thread(target=reader.run, args=(threading.Event(),), daemon=True).start()
+    reader = parts.play()
     parts.pipeline.run(reader.done)
     print(
         f"edgewatch replay: {reader.samples.shape[1]} samples, "

@@ -9,7 +9,6 @@ written as JSON lines. The summary gives each fault's detection delay and the fa
 and a plot shows the score timeline.
 """
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,12 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.agent.alerts import Alert
-from edgewatch.agent.assembly import Assembly, assemble
-from edgewatch.agent.config import AgentConfig, Decision, validate
+from edgewatch.agent.assembly import Assembly, assemble, replaying
+from edgewatch.agent.config import AgentConfig, Decision
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.model import Model
 from edgewatch.agent.sinks.outputs import Record, Sink
-from edgewatch.agent.sources.replay import ReplayReader
 from edgewatch.export.config import SimulatedData, TrainConfig
 from edgewatch.export.detectors.params import IsolationForestParams
 from edgewatch.export.train import train
@@ -102,7 +100,6 @@ def agent_config(out: Path, speed: float | None, timeline: Timeline) -> AgentCon
     timeline's start, at ``speed`` times real time (None: as fast as it goes), and its alerts
     into ``alerts.jsonl``."""
     source = {
-        "type": "replay",
         "device": DEVICE,
         "path": out / "recording.npy",
         "channels": CHANNELS,
@@ -110,24 +107,14 @@ def agent_config(out: Path, speed: float | None, timeline: Timeline) -> AgentCon
         "speed": "max" if speed is None else speed,
         "start_ts": timeline.start,
     }
-    return validate(
-        {
-            "site": "demo",
-            "device": "demo",
-            "model": {"bundle": out / "bundle", "watch": False},
-            "decision": DECISION,
-            "sources": [source],
-            "sinks": [{"type": "jsonl", "path": out / "alerts.jsonl"}],
-        }
-    )
+    sink = {"type": "jsonl", "path": out / "alerts.jsonl"}
+    return replaying("demo", out / "bundle", DECISION, source, sink)
 
 
 def stream(parts: Assembly, timeline: Timeline) -> None:
     """The replay source plays its recording through the pipeline; every batch's window end
     times and scores go on the timeline."""
-    reader, pipeline = parts.sources[0], parts.pipeline
-    assert isinstance(reader, ReplayReader)
-    threading.Thread(target=reader.run, args=(threading.Event(),), daemon=True).start()
+    reader, pipeline = parts.play(), parts.pipeline
     while not (reader.done.is_set() and pipeline.inbox.empty()):
         batch = pipeline.process(pipeline.drain(timeout=0.2))
         timeline.ends.extend(part.ends - timeline.start for part in batch.parts)
