@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from edgewatch.agent.calibration import ScoreScale
+from edgewatch.agent.calibration import Rate, ScoreScale, Thresholds
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.schema import Frozen, problems
 
@@ -50,11 +50,11 @@ ModelKind = Literal[
     "autoencoder",
     "sequence_autoencoder",
     "ensemble",
+    "gaussian",
 ]
 FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Rate = Annotated[float, Field(ge=0, le=1)]
 
 
 class BundleError(ValueError):
@@ -109,29 +109,6 @@ class ModelInfo(Frozen):
         width = self.input.shape[-1]
         assert width is not None
         return width
-
-
-class Thresholds(Frozen):
-    """Warning and critical levels on the calibrated scale, with how they were chosen.
-
-    ``*_far`` is the share of normal validation rows above each level: the false-alarm rate to
-    expect, per window, before debouncing.
-    """
-
-    policy: Literal["false_alarm_budget", "f1_optimal"]
-    warning: FiniteFloat
-    critical: FiniteFloat
-    raw_warning: FiniteFloat
-    raw_critical: FiniteFloat
-    warning_far: Rate
-    critical_far: Rate
-    normal_rows: int = Field(ge=1)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.critical < self.warning or self.raw_critical < self.raw_warning:
-            raise ValueError("the critical threshold must not be below the warning threshold")
-        return self
 
 
 class Parity(Frozen):
@@ -192,6 +169,8 @@ class Manifest(Frozen):
     thresholds: Thresholds
     training: Training
     feature_stats: FeatureStats | None = None
+    # "on_site": learned by the agent from the machine's own baseline (``agent.onsite``).
+    origin: Literal["trained", "on_site"] = "trained"
     files: dict[FileName, Sha256] = Field(min_length=1, max_length=MAX_FILES)
 
     @model_validator(mode="after")

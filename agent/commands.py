@@ -1,4 +1,4 @@
-"""The runtime's commands: ``run``, ``replay``, ``warmup`` and ``feedback export``.
+"""The runtime's commands: ``run``, ``replay``, ``learn``, ``warmup`` and ``feedback export``.
 
 Each handler parses nothing itself (argparse has done that), turns the user's mistakes into one
 line on stderr and an exit status of 2, and imports what it needs only when it runs.
@@ -7,9 +7,14 @@ line on stderr and an exit status of 2, and imports what it needs only when it r
 import argparse
 import sys
 import time
+import tomllib
 from pathlib import Path
+from typing import get_args
+
+from pydantic import ValidationError
 
 from edgewatch.agent.config import AgentConfig, ConfigError, Decision, load_config
+from edgewatch.agent.onsite.detectors import Kind
 
 
 def fail(command: str, message: str) -> int:
@@ -96,6 +101,58 @@ def replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def rows(text: str) -> slice:
+    """``START:END`` (either may be left out) as a slice of rows."""
+    start, sep, end = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return slice(int(start) if start else None, int(end) if end else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not START:END, e.g. 0:400") from None
+
+
+def learn(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from edgewatch.agent.bundle import BundleError
+    from edgewatch.agent.bundle_writer import write_bundle
+    from edgewatch.agent.features import FeatureError, FeatureSpec
+    from edgewatch.agent.featurizer import recording_features
+    from edgewatch.agent.onsite.learn import Learning, LearningError
+    from edgewatch.agent.onsite.learn import learn as learn_
+    from edgewatch.agent.schema import problems
+    from edgewatch.agent.sources.replay import RecordingError, load_recording, recording_channels
+
+    try:
+        channels = args.columns or recording_channels(args.data)
+        samples = load_recording(args.data, channels).T[args.rows]
+        table = tomllib.loads(args.features.read_text()) if args.features else {}
+        spec = FeatureSpec.model_validate({"kind": "process", "channels": channels, **table})
+        settings = Learning(detector=args.detector, calibration=args.calibration)
+        baseline = recording_features(spec, np.ascontiguousarray(samples))
+        learned = learn_(baseline, spec, settings, name=args.name or args.data.stem)
+        write_bundle(args.out, learned.manifest, learned.files)
+    except ValidationError as e:
+        return fail("learn", "\n".join(problems(e, root=str(args.features or "features"))))
+    except (RecordingError, FeatureError, LearningError, BundleError, OSError) as e:
+        return fail("learn", str(e))
+    except tomllib.TOMLDecodeError as e:
+        return fail("learn", f"{args.features}: not valid TOML: {e}")
+    for note in learned.notes:
+        print(f"edgewatch learn: warning: {note}", file=sys.stderr)
+    m = learned.manifest
+    t = m.thresholds
+    print(
+        f"edgewatch learn: {m.model.kind} on {m.training.rows['train']} rows of "
+        f"{len(m.feature_names)} features, calibrated on the next {t.normal_rows}; "
+        f"warning {t.warning:.2f} (expected {t.expected_warning_far:.2%} of normal windows, "
+        f"{t.warning_far:.2%} of the calibration rows), critical {t.critical:.2f} (expected "
+        f"{t.expected_critical_far:.2%}, {t.critical_far:.2%}): {args.out}"
+    )
+    return 0
+
+
 def warmup(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -176,6 +233,28 @@ def add(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     replay_.add_argument("--config", type=Path, help="take decision settings and site from it")
     replay_.add_argument("--public-key", type=Path, help="require a bundle signed for this key")
     replay_.set_defaults(handler=replay)
+
+    learn_ = commands.add_parser(
+        "learn", help="learn a machine's normal from a recording, as the agent does on site"
+    )
+    learn_.add_argument("--data", type=Path, required=True, help="a CSV or NPY recording")
+    learn_.add_argument("-o", "--out", type=Path, required=True, help="the bundle to write")
+    learn_.add_argument(
+        "--columns",
+        type=lambda text: tuple(text.split(",")),
+        help="the CSV's channels, comma-separated (default: every numeric column but times "
+        "and labels)",
+    )
+    learn_.add_argument("--rows", type=rows, default=slice(None), help="START:END of the file")
+    learn_.add_argument(
+        "--features", type=Path, help="a TOML feature spec (default: process, rolling stats)"
+    )
+    learn_.add_argument("--detector", choices=get_args(Kind), default="gaussian")
+    learn_.add_argument(
+        "--calibration", type=float, default=0.3, help="the later share held back to calibrate"
+    )
+    learn_.add_argument("--name", help="the model's name (default: the file's stem)")
+    learn_.set_defaults(handler=learn)
 
     warm = commands.add_parser(
         "warmup", help="compile the kernels: the JIT cache, and the native module the agent runs"

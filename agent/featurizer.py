@@ -5,6 +5,7 @@ spec."""
 import numpy as np
 
 from edgewatch.agent.features import FeatureError, FeatureSpec, band_bins
+from edgewatch.agent.windows import frame
 from edgewatch.kernels import runtime
 from edgewatch.kernels.layout import ROLLING_FEATURES, RollingState, hann, make_plan
 
@@ -147,3 +148,15 @@ class Featurizer:
 def featurize(spec: FeatureSpec, data: np.ndarray) -> np.ndarray:
     """Features of ``data`` under ``spec``, from a fresh state; see ``Featurizer``."""
     return Featurizer(spec)(data)
+
+
+def recording_features(spec: FeatureSpec, samples: np.ndarray) -> np.ndarray:
+    """Features of a recording ``samples[n, channels]`` in time order: one row per window of
+    a waveform spec, one per sample otherwise."""
+    if spec.kind != "waveform":
+        return featurize(spec, samples)
+    assert spec.window is not None and spec.hop is not None
+    windows = frame(np.ascontiguousarray(samples.T), spec.window, spec.hop)
+    if not len(windows):
+        raise FeatureError(f"{len(samples)} samples hold no {spec.window}-sample window")
+    return featurize(spec, windows)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgewatch.agent.bundle import Bundle, BundleError, Thresholds
+from edgewatch.agent.bundle import Bundle, BundleError
+from edgewatch.agent.calibration import Thresholds
 from edgewatch.agent.config import Decision, ProcessGate, RmsGate
 from edgewatch.agent.decision import ChannelFloor, Gate, Policy, RmsFloor
 from edgewatch.agent.features import FeatureSpec

@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 
 DELIMITERS = ",;\t| "
+# Columns that are not sensor channels when nobody names the channels: times and labels.
+TIMESTAMP_NAMES = ("timestamp", "datetime", "time", "ts", "date")
+LABEL_NAMES = ("label", "anomaly", "is_anomaly", "changepoint", "fault")
 
 
 class TableError(ValueError):
@@ -61,6 +64,16 @@ class Table:
             if finite and not math.isfinite(out[r]):
                 raise self.error(r, name, f"{value!r} is not finite")
         return out
+
+    def channels(self) -> list[str]:
+        """The columns that hold sensor values: numbers in every row, and not named like a
+        timestamp or a label."""
+        skip = {*TIMESTAMP_NAMES, *LABEL_NAMES}
+        return [
+            name
+            for i, name in enumerate(self.header)
+            if name.lower() not in skip and all(_number(row[i]) for row in self.rows)
+        ]
 
     def error(self, row: int, column: str | None, message: str) -> TableError:
         """A problem of data row ``row`` (0 is the line after the header)."""
@@ -105,3 +118,11 @@ def _delimiter(path: Path, text: str) -> str:
         return csv.Sniffer().sniff(text[:8192], delimiters=DELIMITERS).delimiter
     except csv.Error:
         raise TableError(f"{path}: cannot tell the delimiter; give it") from None
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

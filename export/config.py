@@ -24,9 +24,9 @@ from pydantic import Field, ValidationError, model_validator
 
 from edgewatch.agent.bundle import Name
 from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.parity import DEFAULT_TOLERANCE
 from edgewatch.agent.schema import Frozen, problems
 from edgewatch.export.detectors.params import DetectorParams
-from edgewatch.export.parity import DEFAULT_TOLERANCE
 from edgewatch.sim.machine import Fault, Machine
 
 

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgewatch.agent.features import FeatureSpec
-from edgewatch.agent.featurizer import featurize
-from edgewatch.agent.table import Table, TableError, read_table
-from edgewatch.agent.windows import frame, window_labels
+from edgewatch.agent.features import FeatureError, FeatureSpec
+from edgewatch.agent.featurizer import recording_features
+from edgewatch.agent.table import TIMESTAMP_NAMES, Table, TableError, read_table
+from edgewatch.agent.windows import window_labels
 from edgewatch.sim.machine import Simulation
 
-TIMESTAMP_NAMES = ("timestamp", "datetime", "time", "ts", "date")
 SKAB_GROUPS = ("valve1", "valve2", "other")
 SKAB_CHANNELS = (
     "Accelerometer1RMS",
@@ -157,16 +156,15 @@ def features(spec: FeatureSpec, data: Dataset) -> Features:
             f"{data.name}: channels {list(data.channels)} differ from the feature spec's "
             f"{list(spec.channels)}"
         )
-    if spec.kind != "waveform":
-        return Features(featurize(spec, data.samples), data.labels)
-    assert spec.window is not None and spec.hop is not None
-    windows = frame(np.ascontiguousarray(data.samples.T), spec.window, spec.hop)
-    if not len(windows):
-        raise DataError(f"{data.name}: {len(data.samples)} samples hold no {spec.window}-window")
-    labels = None
-    if data.labels is not None:
-        labels = window_labels(data.labels, spec.window, spec.hop)
-    return Features(featurize(spec, windows), labels)
+    try:
+        rows = recording_features(spec, data.samples)
+    except FeatureError as e:
+        raise DataError(f"{data.name}: {e}") from None
+    labels = data.labels
+    if labels is not None and spec.kind == "waveform":
+        assert spec.window is not None and spec.hop is not None
+        labels = window_labels(labels, spec.window, spec.hop)
+    return Features(rows, labels)
 
 
 def split(n: int, validation: float) -> tuple[slice, slice]:

@@ -20,10 +20,12 @@ from edgewatch.agent.bundle import (
     Tensor,
     Training,
 )
+from edgewatch.agent.bundle_writer import digest, write_bundle
+from edgewatch.agent.calibration import budget_thresholds, f1_thresholds, fit_scale
 from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.graph import FEATURE_ERROR, INPUT, SCORE
 from edgewatch.agent.model import sequences
-from edgewatch.export.bundle import digest, write_bundle
-from edgewatch.export.calibrate import budget_thresholds, f1_thresholds, fit_scale
+from edgewatch.agent.parity import with_flips
 from edgewatch.export.config import CsvData, NpyData, SimulatedData, TrainConfig
 from edgewatch.export.datasets import (
     Dataset,
@@ -37,8 +39,7 @@ from edgewatch.export.datasets import (
 from edgewatch.export.detectors import build
 from edgewatch.export.detectors.base import Detector, Progress, quiet
 from edgewatch.export.metrics import point_metrics
-from edgewatch.export.onnxgraph import FEATURE_ERROR, INPUT, SCORE
-from edgewatch.export.parity import export_checked, with_flips
+from edgewatch.export.parity import export_checked
 from edgewatch.sim.machine import PROCESS_CHANNELS, simulate_process, simulate_waveform
 
 MODEL_FILE = "model.onnx"

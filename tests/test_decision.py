@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgewatch.agent.bundle import Thresholds
+from edgewatch.agent.calibration import Thresholds
 from edgewatch.agent.config import Decision
 from edgewatch.agent.decision import ChannelFloor, Decider, Decisions, Policy
 from edgewatch.agent.features import FeatureSpec

@@ -58,6 +58,27 @@ def load_recording(path: Path, channels: Sequence[str]) -> np.ndarray:
     return np.ascontiguousarray(rows.T)
 
 
+def recording_channels(path: Path) -> tuple[str, ...]:
+    """The channels of a recording when nobody names them: a CSV's numeric columns that are
+    not times or labels, or an NPY's columns as ``ch0``, ``ch1``, ..."""
+    try:
+        if path.suffix == ".npy":
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            if len(shape) != 2:
+                raise RecordingError(f"{path}: expected [samples, channels], got {list(shape)}")
+            return tuple(f"ch{i}" for i in range(shape[1]))
+        found = read_table(path).channels()
+    except TableError as e:
+        raise RecordingError(str(e)) from None
+    except OSError as e:
+        raise RecordingError(f"{path}: {e.strerror}") from None
+    except ValueError as e:
+        raise RecordingError(f"{path}: {e}") from None
+    if not found:
+        raise RecordingError(f"{path}: no column holds numbers in every row; name the channels")
+    return tuple(found)
+
+
 class ReplayReader:
     """Plays ``samples[channels, n]`` as ``device``, from time ``start_ts`` (default: now)."""
 

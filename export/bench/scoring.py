@@ -14,12 +14,12 @@ import numpy as np
 
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.featurizer import featurize
+from edgewatch.agent.graph import INPUT
 from edgewatch.agent.scorer import open_session
 from edgewatch.export.bench.timing import interleaved_samples, steady_heap
 from edgewatch.export.detectors.forest import IsolationForestDetector
 from edgewatch.export.detectors.neural import AutoencoderDetector
 from edgewatch.export.detectors.params import AutoencoderParams, IsolationForestParams
-from edgewatch.export.onnxgraph import INPUT
 from edgewatch.sim.machine import Machine, simulate_waveform
 
 SAMPLE_RATE = 25600.0

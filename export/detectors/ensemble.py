@@ -11,11 +11,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from edgewatch.agent.calibration import ScoreScale
-from edgewatch.export.calibrate import fit_scale
+from edgewatch.agent.calibration import ScoreScale, fit_scale
+from edgewatch.agent.graph import SCORE
 from edgewatch.export.detectors.base import Detector, Progress, quiet
 from edgewatch.export.detectors.params import EnsembleParams
-from edgewatch.export.onnxgraph import SCORE, Graph
+from edgewatch.export.onnxgraph import Graph
 
 
 class EnsembleDetector(Detector):

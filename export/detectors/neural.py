@@ -18,9 +18,10 @@ import keras
 import tensorflow as tf
 import tf2onnx
 
+from edgewatch.agent.graph import FEATURE_ERROR, INPUT, OPSET, SCORE
 from edgewatch.export.detectors.base import Detector, Progress, float32_rows, quiet
 from edgewatch.export.detectors.params import AutoencoderParams, SequenceAutoencoderParams
-from edgewatch.export.onnxgraph import FEATURE_ERROR, INPUT, OPSET, SCORE, finish
+from edgewatch.export.onnxgraph import finish
 
 
 class _EpochProgress(keras.callbacks.Callback):

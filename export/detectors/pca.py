@@ -12,9 +12,10 @@ from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
+from edgewatch.agent.graph import FEATURE_ERROR
 from edgewatch.export.detectors.base import Detector, Progress, float32_rows, quiet
 from edgewatch.export.detectors.params import PcaParams
-from edgewatch.export.onnxgraph import FEATURE_ERROR, Graph
+from edgewatch.export.onnxgraph import Graph
 
 
 class PcaDetector(Detector):

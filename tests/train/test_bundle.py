@@ -10,8 +10,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sklearn.ensemble import IsolationForest
 
 from edgewatch.agent.bundle import BundleError, load_public_key, verify_bundle
+from edgewatch.agent.bundle_writer import digest, write_bundle
 from edgewatch.agent.scorer import Scorer
-from edgewatch.export.bundle import digest, load_private_key, write_bundle
+from edgewatch.export.bundle import load_private_key
 from edgewatch.export.config import parse_config
 from edgewatch.export.detectors.forest import compact_forest
 from edgewatch.export.train import MODEL_FILE, fit, load_data

@@ -1,16 +1,17 @@
 """Every detector exported to ONNX scores as its native model does, and higher means anomalous."""
 
 import numpy as np
+import onnx
 import pytest
 from pydantic import TypeAdapter, ValidationError
 from sklearn.ensemble import IsolationForest
 
+from edgewatch.agent.graph import INPUT
+from edgewatch.agent.parity import DEFAULT_TOLERANCE, ParityError, compare
 from edgewatch.agent.scorer import open_session
 from edgewatch.export.detectors import build
 from edgewatch.export.detectors.forest import compact_forest
 from edgewatch.export.detectors.params import DetectorParams
-from edgewatch.export.onnxgraph import INPUT
-from edgewatch.export.parity import DEFAULT_TOLERANCE, ParityError, compare
 
 PARAMS = TypeAdapter(DetectorParams)
 WIDTH = 6
@@ -135,3 +136,28 @@ def test_parity_gate_refuses_a_model_that_drifts():
 def test_bad_hyperparameters_are_refused(spec, message):
     with pytest.raises(ValidationError, match=message):
         PARAMS.validate_python(spec)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "pca_t2q", "kmeans"])
+def test_the_gateways_own_models_pass_the_onnx_checker(kind):
+    from edgewatch.agent.onsite.learn import Learning
+
+    detector = (
+        Learning(detector=kind).detector_for().fit(np.random.default_rng(0).normal(size=(300, 5)))
+    )
+    model = onnx.load_from_string(detector.onnx())
+    onnx.checker.check_model(model, full_check=True)
+    assert model.graph.output[0].name == "score"
+
+
+def test_the_gateways_shrinkage_is_ledoit_and_wolfs():
+    from sklearn.covariance import ledoit_wolf
+
+    from edgewatch.agent.onsite.detectors import shrunk_covariance
+
+    rows = np.random.default_rng(3).normal(size=(40, 12)) @ np.diag(np.arange(1.0, 13.0))
+    centred = rows - rows.mean(axis=0)
+    covariance, shrinkage = shrunk_covariance(centred)
+    expected, expected_shrinkage = ledoit_wolf(centred, assume_centered=True)
+    assert shrinkage == pytest.approx(expected_shrinkage)
+    np.testing.assert_allclose(covariance, expected)

@@ -12,11 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgewatch.agent.bundle import verify_bundle
-from edgewatch.agent.calibration import ScoreScale
+from edgewatch.agent.calibration import ScoreScale, budget_thresholds, f1_thresholds, fit_scale
 from edgewatch.agent.cli import main
 from edgewatch.agent.model import sequences
 from edgewatch.agent.scorer import Scorer
-from edgewatch.export.calibrate import budget_thresholds, f1_thresholds, fit_scale
 from edgewatch.export.config import ConfigError, load_config, parse_config
 from edgewatch.export.datasets import DataError, features, load_csv, load_npy, split
 

@@ -1,0 +1,1 @@
+"""Learning a machine's normal on the gateway: NumPy detectors and the learner."""

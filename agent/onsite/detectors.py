@@ -1,0 +1,207 @@
+"""Detectors the gateway fits itself, in NumPy alone, each written as an ONNX graph.
+
+Every one standardizes the features on its fitting rows (a constant feature keeps a scale of 1),
+computes in float64 like its graph, and scores higher for more anomalous rows:
+
+- ``gaussian``: the squared Mahalanobis distance under a covariance shrunk towards a multiple of
+  the identity by Ledoit and Wolf's (2004) rule, so it stays well conditioned with few rows;
+- ``pca_t2q``: Hotelling's T² in the principal subspace that keeps ``variance`` of the variance,
+  and Q, the squared residual outside it, each divided by its 99th percentile on the fitting
+  rows; the score is the larger, and each feature's share of Q explains it;
+- ``kmeans``: for machines with several operating regimes, k-means++ then Lloyd's iterations;
+  the distance to each centre is divided by that cluster's 95th-percentile radius, and the score
+  is the smallest ratio.
+"""
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from edgewatch.agent.graph import FEATURE_ERROR, SCORE, Graph
+
+Kind = Literal["gaussian", "pca_t2q", "kmeans"]
+LIMIT_QUANTILE = 0.99
+RADIUS_QUANTILE = 0.95
+MAX_ITERATIONS = 100
+
+
+class Detector(ABC):
+    """Fit on normal rows ``[n, features]``; score natively and as ONNX alike."""
+
+    kind: ClassVar[Kind]
+    explains: ClassVar[bool] = False
+
+    def fit(self, rows: np.ndarray) -> "Detector":
+        x = np.asarray(rows, dtype=np.float64)
+        self.mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        self.scale = np.where(std > 1e-12 * np.maximum(np.abs(self.mean), 1.0), std, 1.0)
+        self._fit((x - self.mean) / self.scale)
+        return self
+
+    @abstractmethod
+    def _fit(self, z: np.ndarray) -> None:
+        """Learn from standardized rows."""
+
+    @abstractmethod
+    def _score(self, z: np.ndarray) -> np.ndarray:
+        """Scores of standardized rows."""
+
+    @abstractmethod
+    def _graph(self, g: Graph, z: str) -> dict[str, str]:
+        """The graph's outputs from the standardized input ``z``."""
+
+    def hyperparameters(self) -> dict[str, str | int | float | bool | None]:
+        return {}
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        """The native scores of float32 rows, as the gateway feeds them, in float64."""
+        x = np.asarray(rows, dtype=np.float32).astype(np.float64)
+        return self._score((x - self.mean) / self.scale)
+
+    def onnx(self) -> bytes:
+        g = Graph(len(self.mean))
+        return g.serialize(self._graph(g, g.standardize(g.as_double(), self.mean, self.scale)))
+
+
+def shrunk_covariance(z: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ledoit and Wolf's shrunk covariance of centred rows, and the shrinkage it chose."""
+    n, p = z.shape
+    sample = z.T @ z / n
+    mu = float(np.trace(sample)) / p
+    squared = z**2
+    beta = float(((squared.T @ squared) / n - sample**2).sum()) / n
+    delta = float(((sample - mu * np.eye(p)) ** 2).sum())
+    shrinkage = 0.0 if delta <= 0 else min(beta / delta, 1.0)
+    return (1 - shrinkage) * sample + shrinkage * mu * np.eye(p), shrinkage
+
+
+class Gaussian(Detector):
+    kind = "gaussian"
+
+    def _fit(self, z: np.ndarray) -> None:
+        covariance, self.shrinkage = shrunk_covariance(z)
+        values, vectors = np.linalg.eigh(covariance)
+        floor = max(float(values.max()), 1e-12) * 1e-9
+        self.whiten = vectors / np.sqrt(np.maximum(values, floor))
+
+    def _score(self, z: np.ndarray) -> np.ndarray:
+        w: np.ndarray = z @ self.whiten
+        squared: np.ndarray = np.square(w).sum(axis=1)
+        return squared
+
+    def _graph(self, g: Graph, z: str) -> dict[str, str]:
+        w = g.op("MatMul", z, g.const(self.whiten))
+        return {SCORE: g.op("ReduceSum", g.op("Mul", w, w), g.const(np.array([1])))}
+
+    def hyperparameters(self) -> dict[str, str | int | float | bool | None]:
+        return {"shrinkage": round(self.shrinkage, 6)}
+
+
+class PcaT2Q(Detector):
+    kind = "pca_t2q"
+    explains = True
+
+    def __init__(self, variance: float = 0.9) -> None:
+        self.variance = variance
+
+    def _fit(self, z: np.ndarray) -> None:
+        n, width = z.shape
+        values, vectors = np.linalg.eigh(z.T @ z / max(n - 1, 1))
+        values, vectors = np.maximum(values[::-1], 0.0), vectors[:, ::-1]
+        share = np.cumsum(values) / max(float(values.sum()), 1e-300)
+        k = min(int(np.searchsorted(share, self.variance - 1e-12)) + 1, width)
+        self.components = vectors[:, :k].T.copy()
+        self.variances = np.maximum(values[:k], 1e-12 * max(float(values[0]), 1e-300))
+        self.t2_limit, self.q_limit = 1.0, 1.0
+        t2, error = self._statistics(z)
+        self.t2_limit = max(float(np.quantile(t2, LIMIT_QUANTILE)), 1e-12)
+        self.q_limit = max(float(np.quantile(error.sum(axis=1), LIMIT_QUANTILE)), 1e-12)
+
+    def _statistics(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = z @ self.components.T
+        residual = z - t @ self.components
+        t2 = (t**2 / self.variances).sum(axis=1) / self.t2_limit
+        return t2, residual**2 / self.q_limit
+
+    def _score(self, z: np.ndarray) -> np.ndarray:
+        t2, error = self._statistics(z)
+        score: np.ndarray = np.maximum(t2, error.sum(axis=1))
+        return score
+
+    def _graph(self, g: Graph, z: str) -> dict[str, str]:
+        t = g.op("MatMul", z, g.const(self.components.T.copy()))
+        residual = g.op("Sub", z, g.op("MatMul", t, g.const(self.components)))
+        weights = 1 / (self.variances * self.t2_limit)
+        t2 = g.op(
+            "ReduceSum", g.op("Mul", g.op("Mul", t, t), g.const(weights)), g.const(np.array([1]))
+        )
+        error = g.op("Div", g.op("Mul", residual, residual), g.const(np.array(self.q_limit)))
+        q = g.op("ReduceSum", error, g.const(np.array([1])))
+        return {SCORE: g.op("Max", t2, q), FEATURE_ERROR: error}
+
+    def hyperparameters(self) -> dict[str, str | int | float | bool | None]:
+        return {"variance": self.variance, "components": len(self.components)}
+
+
+class Kmeans(Detector):
+    kind = "kmeans"
+
+    def __init__(self, clusters: int = 3, seed: int = 0) -> None:
+        self.clusters = clusters
+        self.seed = seed
+
+    def _fit(self, z: np.ndarray) -> None:
+        rng = np.random.default_rng(self.seed)
+        k = min(self.clusters, len(z))
+        centres = z[[int(rng.integers(len(z)))]]
+        while len(centres) < k:
+            nearest = _squared_distances(z, centres).min(axis=1)
+            total = float(nearest.sum())
+            if total <= 0:
+                break
+            centres = np.vstack([centres, z[rng.choice(len(z), p=nearest / total)]])
+        for _ in range(MAX_ITERATIONS):
+            assigned = _squared_distances(z, centres).argmin(axis=1)
+            moved = np.array(
+                [
+                    z[assigned == c].mean(axis=0) if (assigned == c).any() else centres[c]
+                    for c in range(len(centres))
+                ]
+            )
+            if np.allclose(moved, centres, rtol=0, atol=1e-9):
+                break
+            centres = moved
+        self.centres = centres
+        distances = np.sqrt(_squared_distances(z, centres))
+        assigned = distances.argmin(axis=1)
+        self.radius = np.array(
+            [
+                max(float(np.quantile(distances[assigned == c, c], RADIUS_QUANTILE)), 1e-6)
+                if (assigned == c).any()
+                else 1.0
+                for c in range(len(centres))
+            ]
+        )
+
+    def _score(self, z: np.ndarray) -> np.ndarray:
+        ratio = np.sqrt(_squared_distances(z, self.centres)) / self.radius
+        nearest: np.ndarray = np.min(ratio, axis=1)
+        return nearest
+
+    def _graph(self, g: Graph, z: str) -> dict[str, str]:
+        diff = g.op("Sub", g.op("Unsqueeze", z, g.const(np.array([1]))), g.const(self.centres))
+        squared = g.op("ReduceSum", g.op("Mul", diff, diff), g.const(np.array([2])), keepdims=0)
+        ratio = g.op("Div", g.op("Sqrt", squared), g.const(self.radius))
+        return {SCORE: g.op("ReduceMin", ratio, axes=[1], keepdims=0)}
+
+    def hyperparameters(self) -> dict[str, str | int | float | bool | None]:
+        return {"clusters": len(self.centres), "seed": self.seed}
+
+
+def _squared_distances(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """``[n, k]`` squared distances, without an ``[n, k, features]`` intermediate."""
+    squared = (z * z).sum(axis=1)[:, None] - 2 * z @ centres.T + (centres * centres).sum(axis=1)
+    distances: np.ndarray = np.maximum(squared, 0.0)
+    return distances
