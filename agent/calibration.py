@@ -17,6 +17,7 @@ score that ``max(10, 2 %)`` of the rows exceed, fitted by probability-weighted m
 and Wallis, 1987), with the shape held to [-0.5, 0.5]. ``ScoreScale.tail`` records the fit.
 """
 
+import math
 from itertools import pairwise
 from typing import Annotated, Literal, Self
 
@@ -243,4 +244,18 @@ def _thresholds(
             "expected_critical_far": 10.0**-critical,
             "normal_rows": len(calibrated),
         }
+    )
+
+
+def thin(thresholds: Thresholds, scale: ScoreScale) -> tuple[str, ...]:
+    """A note for each threshold that its calibration rows are too few to measure."""
+    rows = thresholds.normal_rows
+    measured = math.log10(rows / MIN_ABOVE)
+    how = "estimated from the fitted tail" if scale.tail else "extrapolated from the highest score"
+    return tuple(
+        f"calibration is thin for the {name} level {level:.2f}: {rows} rows measure levels up "
+        f"to {measured:.2f}, so it is {how}; {math.ceil(MIN_ABOVE * 10**level)} calibration "
+        f"rows would measure it"
+        for name, level in (("warning", thresholds.warning), ("critical", thresholds.critical))
+        if level > measured + 1e-9
     )

@@ -2,6 +2,7 @@
 
 import math
 import platform
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -21,13 +22,21 @@ from edgewatch.agent.bundle import (
     Training,
 )
 from edgewatch.agent.bundle_writer import digest, write_bundle
-from edgewatch.agent.calibration import budget_thresholds, f1_thresholds, fit_scale
+from edgewatch.agent.calibration import (
+    MIN_CALIBRATION_ROWS,
+    budget_thresholds,
+    f1_thresholds,
+    fit_scale,
+    thin,
+)
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.graph import FEATURE_ERROR, INPUT, SCORE
 from edgewatch.agent.model import sequences
+from edgewatch.agent.onsite.learn import MIN_FIT_ROWS
 from edgewatch.agent.parity import with_flips
 from edgewatch.export.config import CsvData, NpyData, SimulatedData, TrainConfig
 from edgewatch.export.datasets import (
+    DataError,
     Dataset,
     Features,
     features,
@@ -111,10 +120,20 @@ def fit(
     x_train = inputs[train_rows]
     if labels is not None:
         x_train = x_train[labels[train_rows] == 0]
-    detector.fit(x_train, progress)
-    width = len(spec.feature_names)
     x_valid = inputs[validation_rows]
     y_valid = labels[validation_rows] if labels is not None else None
+    _enough(
+        config,
+        len(inputs),
+        len(x_train),
+        int((y_valid == 0).sum()) if y_valid is not None else len(x_valid),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        detector.fit(x_train, progress)
+    for said in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+        progress(f"warning: while fitting {detector.kind}: {said}")
+    width = len(spec.feature_names)
     tolerance = config.calibration.parity_tolerance
     model, native, exported, parity = export_checked(detector, width, x_valid, tolerance, progress)
     normal = exported if y_valid is None else exported[y_valid == 0]
@@ -126,6 +145,8 @@ def fit(
     else:
         thresholds = budget_thresholds(scale, normal, budget)
     parity = with_flips(parity, native, exported, thresholds.raw_warning)
+    for note in thin(thresholds, scale):
+        progress(f"warning: {note}")
     progress(
         f"calibration: warning {thresholds.warning:.2f} (FAR {thresholds.warning_far:.2%}), "
         f"critical {thresholds.critical:.2f} (FAR {thresholds.critical_far:.2%}) on "
@@ -162,6 +183,18 @@ def fit(
         files={MODEL_FILE: digest(model_bytes)},
     )
     return Trained(model, manifest)
+
+
+def _enough(config: TrainConfig, rows: int, fitting: int, calibrating: int) -> None:
+    """Refuse data too small to fit on, or to calibrate on, saying how many rows it needs."""
+    share = config.calibration.validation
+    needed = max(math.ceil(MIN_FIT_ROWS / (1 - share)), math.ceil(MIN_CALIBRATION_ROWS / share))
+    if fitting < MIN_FIT_ROWS or calibrating < MIN_CALIBRATION_ROWS:
+        raise DataError(
+            f"{rows} rows leave {fitting} normal rows to fit on and {calibrating} to calibrate "
+            f"on (the last {share:.0%}); training needs {MIN_FIT_ROWS} and "
+            f"{MIN_CALIBRATION_ROWS}: at least {needed} normal rows in all"
+        )
 
 
 def _model_info(detector: Detector, model: onnx.ModelProto, width: int) -> ModelInfo:

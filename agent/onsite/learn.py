@@ -29,12 +29,10 @@ from edgewatch.agent.bundle import (
 )
 from edgewatch.agent.bundle_writer import digest
 from edgewatch.agent.calibration import (
-    MIN_ABOVE,
     MIN_CALIBRATION_ROWS,
-    ScoreScale,
-    Thresholds,
     budget_thresholds,
     fit_scale,
+    thin,
 )
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.graph import FEATURE_ERROR, INPUT, OPSETS, SCORE
@@ -173,20 +171,6 @@ def learn(
         files={MODEL_FILE: digest(model)},
     )
     return Learned(model, manifest, thin(thresholds, scale))
-
-
-def thin(thresholds: Thresholds, scale: ScoreScale) -> tuple[str, ...]:
-    """A note for each threshold that its calibration rows are too few to measure."""
-    rows = thresholds.normal_rows
-    measured = math.log10(rows / MIN_ABOVE)
-    how = "estimated from the fitted tail" if scale.tail else "extrapolated from the highest score"
-    return tuple(
-        f"calibration is thin for the {name} level {level:.2f}: {rows} rows measure levels up "
-        f"to {measured:.2f}, so it is {how}; {math.ceil(MIN_ABOVE * 10**level)} calibration "
-        f"rows would measure it"
-        for name, level in (("warning", thresholds.warning), ("critical", thresholds.critical))
-        if level > measured + 1e-9
-    )
 
 
 def _outputs(detector: Detector, width: int) -> tuple[Tensor, ...]:

@@ -196,6 +196,32 @@ def test_train_command_reports_bad_input_in_one_line_each(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
+def test_training_refuses_too_few_rows_and_reports_library_warnings_in_one_line(tmp_path, capsys):
+    config = tmp_path / "small.toml"
+    config.write_text(
+        PROCESS.replace("duration = 3600", "duration = 100").replace(
+            'faults = [{kind = "step", start = 3000, end = 3600, severity = 3}]', ""
+        )
+    )
+    assert main(["train", str(config), "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "training needs 30 and 50: at least 167 normal rows in all" in err
+    assert not (tmp_path / "b").exists()
+    lof = tmp_path / "lof.toml"
+    lof.write_text(
+        PROCESS.replace(
+            'kind = "isolation_forest"\nn_estimators = 50', 'kind = "lof"\nn_neighbors = 900'
+        )
+        .replace("duration = 3600", "duration = 600")
+        .replace('faults = [{kind = "step", start = 3000, end = 3600, severity = 3}]', "")
+    )
+    assert main(["train", str(lof), "-o", str(tmp_path / "g")]) == 0
+    err = capsys.readouterr().err
+    assert "\nwarning: while fitting lof: UserWarning: n_neighbors (900)" in err
+    assert "warning: calibration is thin for the warning level 2.00: 180 rows" in err
+    assert "warnings.warn" not in err
+
+
 def test_a_sequence_model_bundle_takes_a_history_of_rows(tmp_path):
     config = tmp_path / "seq.toml"
     model = (
