@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from edgewatch.agent.bundle import Bundle
+from edgewatch.agent.bundle import Bundle, Manifest
 from edgewatch.agent.decision import Severity, State, Transition
 from edgewatch.agent.schema import Frozen
 
@@ -57,36 +57,25 @@ def _time(seconds: float) -> datetime:
 
 
 class AlertMaker:
-    """Turns a device's transitions into alert records for one model."""
+    """Turns a device's transitions into alert records, numbering each device's records."""
 
     def __init__(self, site: str, sequences: dict[str, int] | None = None) -> None:
         self.site = site
         self.sequences = dict(sequences or {})
-        self._model: ModelRef | None = None
-        self._names: tuple[str, ...] = ()
-        self._mean = self._std = np.zeros(0)
-
-    def use(self, bundle: Bundle) -> None:
-        manifest = bundle.manifest
-        self._model = ModelRef(
-            name=manifest.name, version=manifest.version, sha256=bundle.model_sha256
-        )
-        self._names = manifest.feature_names
-        stats = manifest.feature_stats
-        self._mean = np.array(stats.mean) if stats is not None else np.zeros(0)
-        self._std = np.array(stats.std) if stats is not None else np.zeros(0)
 
     def make(
         self,
         device: str,
         step: Transition,
+        bundle: Bundle,
         features: np.ndarray | None = None,
         errors: np.ndarray | None = None,
     ) -> Alert:
-        """The record of ``step``; ``features`` (and ``errors``) are the row that caused it."""
-        assert self._model is not None, "use() a model first"
+        """The record of ``step`` of the model in ``bundle``; ``features`` (and ``errors``) are
+        the row that caused it."""
         sequence = self.sequences.get(device, 0) + 1
         self.sequences[device] = sequence
+        manifest = bundle.manifest
         return Alert(
             alert_id=step.alert_id,
             state=step.state,
@@ -99,8 +88,10 @@ class AlertMaker:
             score=step.score,
             threshold=step.threshold,
             reason=step.reason,
-            model=self._model,
-            features=self._drivers(features, errors) if step.state != "cleared" else (),
+            model=ModelRef(
+                name=manifest.name, version=manifest.version, sha256=bundle.model_sha256
+            ),
+            features=_drivers(manifest, features, errors) if step.state != "cleared" else (),
         )
 
     def closed_by_restart(self, raised: Alert, now: float) -> Alert:
@@ -120,25 +111,27 @@ class AlertMaker:
             }
         )
 
-    def _drivers(
-        self, features: np.ndarray | None, errors: np.ndarray | None
-    ) -> tuple[Driver, ...]:
-        if features is None:
-            return ()
-        measure: Measure
-        if errors is not None:
-            weight, measure = errors.astype(np.float64), "reconstruction_error"
-        elif len(self._mean):
-            weight, measure = (features - self._mean) / self._std, "z"
-        else:
-            return ()
-        top = np.argsort(-np.abs(weight), kind="stable")[:TOP_FEATURES]
-        return tuple(
-            Driver(
-                name=self._names[i],
-                value=float(features[i]),
-                deviation=round(float(weight[i]), 4),
-                measure=measure,
-            )
-            for i in top
+
+def _drivers(
+    manifest: Manifest, features: np.ndarray | None, errors: np.ndarray | None
+) -> tuple[Driver, ...]:
+    if features is None:
+        return ()
+    measure: Measure
+    stats = manifest.feature_stats
+    if errors is not None:
+        weight, measure = errors.astype(np.float64), "reconstruction_error"
+    elif stats is not None:
+        weight, measure = (features - np.array(stats.mean)) / np.array(stats.std), "z"
+    else:
+        return ()
+    top = np.argsort(-np.abs(weight), kind="stable")[:TOP_FEATURES]
+    return tuple(
+        Driver(
+            name=manifest.feature_names[i],
+            value=float(features[i]),
+            deviation=round(float(weight[i]), 4),
+            measure=measure,
         )
+        for i in top
+    )

@@ -6,6 +6,8 @@ their config (``agent.config``); each part registers its own metrics in the asse
 Sinks are built first, then the pipeline that feeds them, then the sources that feed it.
 """
 
+import json
+import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -17,7 +19,6 @@ from typing import Any
 from edgewatch.agent.alerts import AlertMaker
 from edgewatch.agent.config import (
     AgentConfig,
-    Decision,
     JsonlSink,
     MqttSink,
     MqttSource,
@@ -26,8 +27,11 @@ from edgewatch.agent.config import (
     StdoutSink,
     validate,
 )
+from edgewatch.agent.decision_settings import Decision
+from edgewatch.agent.machines import Router
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model
+from edgewatch.agent.onsite.learner import Learner
 from edgewatch.agent.pipeline import Pipeline, Recorder
 from edgewatch.agent.sinks.mqtt import Forwarder
 from edgewatch.agent.sinks.outputs import Lines, Sink, Spooled
@@ -38,6 +42,7 @@ from edgewatch.agent.sources.replay import ReplayReader, load_recording
 from edgewatch.agent.sources.serial import SerialReader
 from edgewatch.agent.supervisor import Supervisor
 
+log = logging.getLogger(__name__)
 Source = SerialReader | MqttReader | ReplayReader
 
 
@@ -66,13 +71,17 @@ class Assembly:
     sources: list[Source]
     spool: Spool | None
     forwarder: Forwarder | None
+    learner: Learner | None
 
     def play(self) -> ReplayReader:
-        """Start the first source, a recording, on a thread of its own; it sets ``done`` once
-        it has handed over its last block."""
+        """Start the first source, a recording, on a thread of its own (and the fitting thread
+        of on-site learning); it sets ``done`` once it has handed over its last block."""
         reader = self.sources[0]
         assert isinstance(reader, ReplayReader), "play() an agent that replays a recording"
         threading.Thread(target=reader.run, args=(threading.Event(),), daemon=True).start()
+        if self.learner is not None:
+            stop = threading.Event()
+            threading.Thread(target=self.learner.run, args=(stop,), daemon=True).start()
         return reader
 
 
@@ -180,7 +189,20 @@ def assemble(
         telemetry_interval_s=telemetry.telemetry_interval_s if telemetry else 10.0,
         record=record,
         max_devices=config.max_devices,
+        router=Router(config.machines, config.model.bundle is not None, config.max_devices),
     )
+    learner = None
+    if any(machine.learn is not None for machine in config.machines):
+        forwarder = wiring.forwarder
+        learner = pipeline.learner = Learner(
+            config.learning_dir,
+            pipeline.stream_metrics,
+            lambda route, model: pipeline.swap(model, route.key),
+            forwarder.status if forwarder is not None else _log_status,
+            config.model.threads,
+            config.max_devices,
+        )
+        learner.export_metrics(registry)
     decoders = DecoderMetrics(registry)
     sources = []
     for i, source in enumerate(config.sources):
@@ -189,5 +211,16 @@ def assemble(
         if not isinstance(reader, ReplayReader):
             decoders.add(f"{i}:{source.type}", reader.counts)
     return Assembly(
-        config, registry, wiring.supervisor, pipeline, sources, wiring.spool, wiring.forwarder
+        config,
+        registry,
+        wiring.supervisor,
+        pipeline,
+        sources,
+        wiring.spool,
+        wiring.forwarder,
+        learner,
     )
+
+
+def _log_status(event: dict[str, object]) -> None:
+    log.info("status: %s", json.dumps(event))

@@ -24,24 +24,28 @@ TOOLS_MISSING = (
 
 def _check_config(args: argparse.Namespace) -> int:
     from edgewatch.agent.config import ConfigError, load_config
-    from edgewatch.agent.preflight import bundle_problem, problems
+    from edgewatch.agent.machines import bundled
+    from edgewatch.agent.preflight import bundle_problems, problems
 
     try:
         config = load_config(args.file)
         found = problems(config)
-        refused = None if found else bundle_problem(config)
+        found += [] if found else bundle_problems(config)
     except ConfigError as e:
-        found, refused = str(e).splitlines(), None
-    found += [refused] if refused is not None else []
+        found = str(e).splitlines()
     for line in found:
         print(f"{args.file}: {line}", file=sys.stderr)
     if found:
         return 2
-    bundle = config.model.bundle
+    lanes = bundled(config)
+    missing = [str(lane.path) for lane in lanes if not lane.path.exists()]
+    learning = sum(m.learn is not None for m in config.machines)
     print(
         f"{args.file}: ok: {len(config.sources)} sources, {len(config.sinks)} sinks, "
-        f"topics under {config.topics}; "
-        + ("the bundle verified" if bundle.exists() else f"no bundle at {bundle} yet")
+        f"topics under {config.topics}; {len(lanes) - len(missing)} of {len(lanes)} bundles "
+        "verified"
+        + (f" (none yet at {', '.join(missing)})" if missing else "")
+        + (f"; {learning} machines learn on site" if learning else "")
     )
     return 0
 

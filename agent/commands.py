@@ -13,7 +13,8 @@ from typing import get_args
 
 from pydantic import ValidationError
 
-from edgewatch.agent.config import AgentConfig, ConfigError, Decision, load_config
+from edgewatch.agent.config import AgentConfig, ConfigError, load_config
+from edgewatch.agent.decision_settings import Decision
 from edgewatch.agent.onsite.detectors import Kind
 
 
@@ -119,8 +120,9 @@ def learn(args: argparse.Namespace) -> int:
     from edgewatch.agent.bundle_writer import write_bundle
     from edgewatch.agent.features import FeatureError, FeatureSpec
     from edgewatch.agent.featurizer import recording_features
-    from edgewatch.agent.onsite.learn import Learning, LearningError
+    from edgewatch.agent.onsite.learn import LearningError
     from edgewatch.agent.onsite.learn import learn as learn_
+    from edgewatch.agent.onsite.settings import Learning
     from edgewatch.agent.schema import problems
     from edgewatch.agent.sources.replay import RecordingError, load_recording, recording_channels
 

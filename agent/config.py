@@ -13,12 +13,12 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
-    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
@@ -26,13 +26,15 @@ from pydantic import (
     model_validator,
 )
 
-from edgewatch.agent.schema import Frozen, problems
+from edgewatch.agent.decision_settings import Decision, Gate, Name, Settings
+from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.onsite.settings import Learning
+from edgewatch.agent.schema import problems
 
 ENV_PREFIX = "EDGEWATCH_"
 CREDENTIALS = "CREDENTIALS_DIRECTORY"
 BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000, 2000000)
 
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Topic = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^#+\x00]*$")]
 TopicFilter = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
@@ -40,11 +42,6 @@ Seconds = Annotated[float, Field(gt=0, le=86_400)]
 
 class ConfigError(ValueError):
     """A config that cannot be used; one ``path: message`` line per problem."""
-
-
-class _Frozen(Frozen):
-    # No number in a config may be NaN or infinite: `warning = nan` would never alert.
-    model_config = ConfigDict(allow_inf_nan=False)
 
 
 def credential(path: Path) -> Path:
@@ -67,7 +64,7 @@ def _readable(path: Path) -> Path:
 Readable = Annotated[Path, AfterValidator(_readable)]
 
 
-class Tls(_Frozen):
+class Tls(Settings):
     """TLS to the broker; ``cert`` and ``key`` together authenticate the agent by certificate."""
 
     ca: Readable
@@ -81,7 +78,7 @@ class Tls(_Frozen):
         return self
 
 
-class Broker(_Frozen):
+class Broker(Settings):
     """The MQTT broker that sources and sinks of type mqtt share."""
 
     host: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "localhost"
@@ -108,7 +105,7 @@ class Broker(_Frozen):
         return credential(self.password_file).read_text().strip()
 
 
-class _Source(_Frozen):
+class _Source(Settings):
     device: Name
     channels: tuple[Name, ...] = Field(min_length=1, max_length=256)
     sample_rate: float = Field(gt=0, le=10_000_000)
@@ -130,7 +127,7 @@ class SerialSource(_Source):
         return self
 
 
-class MqttSource(_Frozen):
+class MqttSource(Settings):
     """Sensor blocks from the broker: JSON or the binary block format; ``device`` and channels
     come with each message."""
 
@@ -160,7 +157,7 @@ SourceConfig = SerialSource | MqttSource | ReplaySource
 Source = Annotated[SourceConfig, Field(discriminator="type")]
 
 
-class MqttSink(_Frozen):
+class MqttSink(Settings):
     """Alerts at QoS 1 under ``<topic_root>alerts``; score telemetry at QoS 0 when asked."""
 
     type: Literal["mqtt"]
@@ -168,11 +165,11 @@ class MqttSink(_Frozen):
     telemetry_interval_s: Seconds = 10.0
 
 
-class StdoutSink(_Frozen):
+class StdoutSink(Settings):
     type: Literal["stdout"]
 
 
-class JsonlSink(_Frozen):
+class JsonlSink(Settings):
     type: Literal["jsonl"]
     path: Path
 
@@ -181,12 +178,13 @@ SinkConfig = MqttSink | StdoutSink | JsonlSink
 Sink = Annotated[SinkConfig, Field(discriminator="type")]
 
 
-class Model(_Frozen):
-    """The bundle to score with, and how to trust it. The bundle may arrive later; the key
-    must be readable now. ``threads`` serve both onnxruntime and the featurizer's kernels (more
-    than one runs the JIT kernels: see ``kernels.runtime``)."""
+class Model(Settings):
+    """The default bundle, which scores every device that no ``[[machines]]`` entry claims, and
+    how to trust bundles. A bundle may arrive later; the key must be readable now. ``threads``
+    serve both onnxruntime and the featurizer's kernels (more than one runs the JIT kernels: see
+    ``kernels.runtime``)."""
 
-    bundle: Path
+    bundle: Path | None = None
     public_key: Readable | None = None
     threads: int = Field(default=1, ge=1, le=64)
     watch: bool = True
@@ -195,48 +193,38 @@ class Model(_Frozen):
     notice_root: Path | None = None
 
 
-class RmsGate(_Frozen):
-    """Idle while every channel's RMS is below ``floor``."""
-
-    type: Literal["rms"]
-    floor: float = Field(gt=0)
+DevicePattern = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.*?\[\]!-]+$")
+]
 
 
-class ProcessGate(_Frozen):
-    """Idle while process channel ``channel`` is below ``minimum``."""
+class Machine(Settings):
+    """Devices bound to their own model: either a shipped ``bundle`` that they share (watched
+    and hot-reloaded like the default), or ``learn``: each device learns its normal on the
+    gateway from the ``features`` it is given. ``devices`` are names or patterns (``pump-*``,
+    ``press-[12]``); a device belongs to the first entry that claims it. ``decision`` overrides
+    the agent's ``[decision]``, field by field."""
 
-    type: Literal["process"]
-    channel: Name
-    minimum: float
-
-
-Gate = RmsGate | ProcessGate
-
-
-class Decision(_Frozen):
-    """How scores become alerts. Thresholds are the bundle's unless given here."""
-
-    warmup_windows: int = Field(default=10, ge=0, le=1_000_000)
-    warning: float | None = None
-    critical: float | None = None
-    n: int = Field(default=3, ge=1, le=1000)
-    m: int = Field(default=5, ge=1, le=1000)
-    hysteresis: float = Field(default=0.5, ge=0, le=100)
-    min_duration_s: float = Field(default=0.0, ge=0, le=86_400)
-    cooldown_s: float = Field(default=60.0, ge=0, le=86_400)
-    release: float = Field(default=0.0, ge=0, lt=1)
-    gate: Annotated[Gate, Field(discriminator="type")] | None = None
+    name: Name
+    devices: tuple[DevicePattern, ...] = Field(min_length=1, max_length=256)
+    bundle: Path | None = None
+    learn: Learning | None = None
+    features: FeatureSpec | None = None
+    decision: Decision = Decision()
 
     @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if self.n > self.m:
-            raise ValueError(f"n ({self.n}) of m ({self.m}): n must not exceed m")
-        if self.warning is not None and self.critical is not None and self.critical < self.warning:
-            raise ValueError("critical must not be below warning")
+    def _one_model(self) -> Self:
+        if (self.bundle is None) == (self.learn is None):
+            raise ValueError("give a machine either a bundle or a [learn] table, not both")
+        if (self.learn is None) != (self.features is None):
+            raise ValueError("learning on site needs [features], and only learning takes them")
         return self
 
+    def claims(self, device: str) -> bool:
+        return any(fnmatchcase(device, pattern) for pattern in self.devices)
 
-class Spool(_Frozen):
+
+class Spool(Settings):
     """The store-and-forward spool (SQLite): alerts wait here until the broker acknowledges."""
 
     path: Path = Path("/var/lib/edgewatch/spool.sqlite")
@@ -244,19 +232,22 @@ class Spool(_Frozen):
     max_bytes: int = Field(default=64 << 20, ge=1 << 16, le=1 << 40)
 
 
-class Http(_Frozen):
+class Http(Settings):
     """``/healthz`` and ``/metrics``; loopback unless told otherwise."""
 
     host: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "127.0.0.1"
     port: int = Field(default=9108, ge=1, le=65535)
 
 
-class AgentConfig(_Frozen):
+class AgentConfig(Settings):
     site: Name
     device: Name
     topic_root: Topic = "edgewatch/{site}/{device}/"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    model: Model
+    model: Model = Model()
+    machines: tuple[Machine, ...] = Field(default=(), max_length=1000)
+    # Where devices that learn on site keep their baseline and their learned bundle.
+    learning_dir: Path = Path("/var/lib/edgewatch/learned")
     sources: tuple[Source, ...] = Field(min_length=1, max_length=64)
     sinks: tuple[Sink, ...] = Field(min_length=1, max_length=16)
     mqtt: Broker | None = None
@@ -267,8 +258,31 @@ class AgentConfig(_Frozen):
     # Devices whose streaming state is kept; the least recently seen beyond it are forgotten.
     max_devices: int = Field(default=1000, ge=1, le=100_000)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_decision(cls, data: Any) -> Any:
+        """Each machine's decision: the agent's, with the machine's own fields over it."""
+        if not isinstance(data, dict) or not isinstance(data.get("machines"), list | tuple):
+            return data
+        base = data.get("decision", {})
+        base = base.model_dump(exclude_unset=True) if isinstance(base, Decision) else base
+        if not isinstance(base, dict):
+            return data
+        machines = [
+            {**m, "decision": {**base, **m.get("decision", {})}}
+            if isinstance(m, dict) and isinstance(m.get("decision", {}), dict)
+            else m
+            for m in data["machines"]
+        ]
+        return {**data, "machines": machines}
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.model.bundle is None and not self.machines:
+            raise ValueError("nothing to score with: give model.bundle, or [[machines]]")
+        names = [m.name for m in self.machines]
+        if repeated := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"machines need names of their own: {', '.join(repeated)} repeat")
         uses_mqtt = [
             f"{kind}[{i}]"
             for kind, items in (("sources", self.sources), ("sinks", self.sinks))

@@ -11,8 +11,8 @@ import numpy as np
 
 from edgewatch.agent.bundle import Bundle, BundleError
 from edgewatch.agent.calibration import Thresholds
-from edgewatch.agent.config import Decision, ProcessGate, RmsGate
 from edgewatch.agent.decision import ChannelFloor, Gate, Policy, RmsFloor
+from edgewatch.agent.decision_settings import Decision, ProcessGate, RmsGate
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.scorer import Scorer
 

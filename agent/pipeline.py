@@ -1,13 +1,15 @@
 """The pipeline: blocks in, alerts out, through streams, scorer, decisions and sinks.
 
 Sources ``offer`` decoded blocks to a bounded inbox. One thread takes what has arrived (up to
-``max_batch`` blocks) through the stages: ``Streams`` cuts and featurizes each device's windows
-(or rows), the model scores them in one run, ``Decisions`` turns scores into alert transitions,
-and ``Fanout`` hands the alerts to the sinks.
+``max_batch`` blocks) through the stages. The router (``agent.machines``) sends each device's
+blocks to its lane, or to the learner while it learns on site. In each lane, ``Streams`` cuts
+and featurizes the windows (or rows), its model scores them in one run, and ``Decisions`` turns
+scores into alert transitions; ``Fanout`` hands the alerts of the whole batch to the sinks.
 
 The overflow policy lives here. A full inbox makes a source wait up to ``offer_timeout_s`` (a
 serial port's buffer or the broker's TCP window absorbs the pause); past that the block is
-dropped and counted, as is all a stage refuses. A model is swapped in between two batches.
+dropped and counted, as is all a stage refuses. A model is swapped into its lane between two
+batches.
 """
 
 import logging
@@ -22,13 +24,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgewatch.agent.alerts import Alert, AlertMaker
-from edgewatch.agent.decision import Decisions
 from edgewatch.agent.framing import Block
+from edgewatch.agent.machines import DEFAULT, Lane, Route, Router
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model
+from edgewatch.agent.onsite.learner import Learner
 from edgewatch.agent.sinks.fanout import Fanout
 from edgewatch.agent.sinks.outputs import Record, Sink
-from edgewatch.agent.streams import Batch, Part, Streams
+from edgewatch.agent.streams import Part, StreamMetrics
 
 log = logging.getLogger(__name__)
 SCORE_BUCKETS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0)
@@ -57,18 +60,24 @@ class Pipeline:
         telemetry_interval_s: float = 10.0,
         record: Recorder | None = None,
         max_devices: int = 1000,
+        router: Router | None = None,
     ) -> None:
-        """``max_devices`` caps the devices streamed; ``record`` takes each raised alert's row."""
+        """``model`` scores the devices of the default route; ``router`` (default: every
+        device to it) routes the others. ``max_devices`` caps the devices streamed;
+        ``record`` takes each raised alert's row."""
         self.alerts, self.fanout = alerts, Fanout(sinks, telemetry_interval_s)
-        self.max_batch = max_batch
+        self.max_batch, self.max_devices = max_batch, max_devices
         self.offer_timeout_s, self.record, self.capacity = offer_timeout_s, record, inbox
         self.inbox: queue.SimpleQueue[tuple[Block, float]] = queue.SimpleQueue()
-        self.model: Model | None = None
-        self._next_model: Model | None = None
+        self.router = router or Router((), True, max_devices)
+        self.learner: Learner | None = None
+        self.lanes: dict[str, Lane] = {}
+        self._swaps: dict[str, Model] = {}
+        self._swap_lock = threading.Lock()
         self.heartbeat = time.monotonic()
         self.dropped: Counter[str] = Counter()
         self.registry = registry = registry or Registry()
-        self.streams, self.decisions = Streams(registry, max_devices), Decisions()
+        self.stream_metrics = StreamMetrics.of(registry)
         self.windows_scored = registry.counter("windows_scored_total", "Windows (or rows) scored")
         self.rejected = registry.counter(
             "pipeline_rejected_total", "Blocks and windows the pipeline refused", ("reason",)
@@ -82,11 +91,32 @@ class Pipeline:
         self.loop_lag = registry.gauge(
             "loop_lag_seconds", "How long the last batch's oldest block waited in the inbox"
         )
-        self.model_info = registry.gauge(
-            "model_info", "The model in use (value 1)", ("name", "version", "sha256")
+        self.scored_by_device: Counter[str] = Counter()
+        registry.collect(
+            "counter",
+            "device_windows_scored_total",
+            "Windows (or rows) scored, per device",
+            ("device",),
+            lambda: {(d,): float(n) for d, n in self.scored_by_device.items()},
+        )
+        registry.collect(
+            "gauge",
+            "model_info",
+            "The model of each lane (value 1)",
+            ("lane", "name", "version", "sha256"),
+            self._model_info,
         )
         if model is not None:
-            self._use(model)
+            self._use(DEFAULT, model)
+
+    @property
+    def model(self) -> Model | None:
+        """The default model."""
+        return self.model_of(DEFAULT)
+
+    def model_of(self, key: str) -> Model | None:
+        lane = self.lanes.get(key)
+        return lane.model if lane is not None else None
 
     def offer(self, block: Block, timeout_s: float | None = None) -> bool:
         """Queue a block, waiting up to ``timeout_s`` (``offer_timeout_s``) while the inbox is
@@ -106,9 +136,10 @@ class Pipeline:
         """Queue a block, waiting as long as it takes: for sources that can wait (recordings)."""
         return self.offer(block, math.inf)
 
-    def swap(self, model: Model) -> None:
-        """Use ``model`` from the next batch on."""
-        self._next_model = model
+    def swap(self, model: Model, key: str = DEFAULT) -> None:
+        """Score lane ``key`` with ``model`` from the next batch on; any thread may call it."""
+        with self._swap_lock:
+            self._swaps[key] = model
 
     def run(self, stop: threading.Event) -> None:
         """Process blocks until ``stop`` is set and the inbox is empty."""
@@ -120,7 +151,7 @@ class Pipeline:
             elif stop.is_set():
                 return
             else:
-                self._apply_swap()
+                self._apply_swaps()
 
     def drain(self, timeout: float) -> list[Block]:
         """What the inbox holds, up to ``max_batch`` blocks, waiting up to ``timeout`` for one."""
@@ -139,58 +170,110 @@ class Pipeline:
 
     def process(self, blocks: Sequence[Block]) -> Round:
         """One batch, start to finish."""
-        self._apply_swap()
-        if self.model is None:
-            self._drop("no_model", len(blocks))
-            return Round()
-        batch = self.streams.batch(blocks)
-        for reason, count in batch.dropped.items():
-            self._drop(reason, count)
-        done = self._score(self.model, batch)
-        for device in batch.forgotten:
-            self.decisions.forget(device)
-            self.fanout.forget(device)
+        self._apply_swaps()
+        lanes: dict[str, list[Block]] = {}
+        learning: dict[str, tuple[Route, list[Block]]] = {}
+        for block in blocks:
+            route = self.router.route(block.device)
+            if route is not None and route.key not in self.lanes and route.learns:
+                self._resume(route)
+            if route is not None and route.key in self.lanes:
+                lanes.setdefault(route.key, []).append(block)
+            elif route is not None and route.learns and self.learner is not None:
+                learning.setdefault(route.device, (route, []))[1].append(block)
+            else:
+                self._drop("no_model")
+        for route, mine in learning.values():
+            assert self.learner is not None
+            for reason, count in self.learner.add(route, mine).items():
+                self._drop(reason, count)
+        done, records = Round(), list[Record]()
+        for key, mine in lanes.items():
+            self._lane(self.lanes[key], mine, done, records)
+        if records:
+            self.fanout.write(records)
+        for route in self.router.evicted():
+            self._forget(route)
         return done
 
-    def _score(self, model: Model, batch: Batch) -> Round:
+    def _lane(self, lane: Lane, blocks: list[Block], done: Round, records: list[Record]) -> None:
+        batch = lane.streams.batch(blocks)
+        for reason, count in batch.dropped.items():
+            self._drop(reason, count)
+        for device in batch.forgotten:
+            lane.decisions.forget(device)
+            self.fanout.forget(device)
         if batch.inputs is None or batch.rows is None or not len(batch.inputs):
-            return Round(batch.parts, [np.empty(0, np.float32) for _ in batch.parts])
+            done.parts.extend(batch.parts)
+            done.scores.extend(np.empty(0, np.float32) for _ in batch.parts)
+            return
+        model = lane.model
         scores = model.scorer(batch.inputs)
         calibrated = scores.calibrated
         self.windows_scored.inc(len(calibrated))
         self.scores.observe_array(calibrated)
-        errors, records = scores.feature_error, list[Record]()
-        for verdict in self.decisions.decide(batch.parts, calibrated):
+        errors = scores.feature_error
+        for part in batch.parts:
+            self.scored_by_device[part.device] += len(part.ends)
+        for verdict in lane.decisions.decide(batch.parts, calibrated):
             for step in verdict.steps:
                 at = verdict.offset + step.index
                 row, error = batch.rows[at], None if errors is None else errors[at]
-                alert = self.alerts.make(verdict.device, step, row, error)
+                alert = self.alerts.make(verdict.device, step, model.bundle, row, error)
                 self.alerts_total.inc(1, alert.severity, alert.state)
                 if self.record is not None and step.state == "raised":
                     self.record(alert, model.bundle.manifest.feature_names, row)
                 records.append(alert)
+                done.alerts.append(alert)
             due = self.fanout.telemetry(verdict.device, verdict.ts, verdict.peak)
             records += [due] if due else []
-        if records:
-            self.fanout.write(records)
         ends = np.cumsum([len(part.ends) for part in batch.parts])[:-1]
-        alerts = [r for r in records if isinstance(r, Alert)]
-        return Round(batch.parts, np.split(calibrated, ends), alerts)
+        done.parts.extend(batch.parts)
+        done.scores.extend(np.split(calibrated, ends))
 
-    def _apply_swap(self) -> None:
-        model, self._next_model = self._next_model, None
+    def _resume(self, route: Route) -> None:
+        """A learning device seen for the first time: its learned model, if it has one."""
+        if self.learner is None:
+            return
+        model = self.learner.resume(route)
         if model is not None:
-            self._use(model)
+            self._use(route.key, model)
 
-    def _use(self, model: Model) -> None:
-        self.model = model
-        self.alerts.use(model.bundle)
-        self.streams.use(model.spec, model.history)
-        self.decisions.retune(model.policy)
+    def _forget(self, route: Route) -> None:
+        self.scored_by_device.pop(route.device, None)
+        self.fanout.forget(route.device)
+        if route.learns:
+            self.lanes.pop(route.key, None)
+            if self.learner is not None:
+                self.learner.forget(route.device)
+        elif (lane := self.lanes.get(route.key)) is not None:
+            lane.forget(route.device)
+
+    def _apply_swaps(self) -> None:
+        with self._swap_lock:
+            swaps, self._swaps = self._swaps, {}
+        for key, model in swaps.items():
+            self._use(key, model)
+
+    def _use(self, key: str, model: Model) -> None:
+        lane = self.lanes.get(key)
+        if lane is None:
+            lane = self.lanes[key] = Lane(model, self.stream_metrics, self.max_devices)
+            if key.startswith("device:") and self.learner is not None:
+                route = self.router.route(key.removeprefix("device:"))
+                if route is not None and route.key == key:
+                    self.learner.hand_over(route, lane.streams)
+        else:
+            lane.use(model)
         manifest = model.bundle.manifest
-        self.model_info.values.clear()
-        self.model_info.set(1, manifest.name, manifest.version, model.bundle.model_sha256)
-        log.info("model %s %s in use", manifest.name, manifest.version)
+        log.info("%s: model %s %s in use", key, manifest.name, manifest.version)
+
+    def _model_info(self) -> dict[tuple[str, ...], float]:
+        return {
+            (key, m.name, m.version, lane.model.bundle.model_sha256): 1.0
+            for key, lane in list(self.lanes.items())
+            if (m := lane.model.bundle.manifest)
+        }
 
     def _drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] += count

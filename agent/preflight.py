@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgewatch.agent.bundle import BundleError, load_public_key, verify_bundle
 from edgewatch.agent.config import AgentConfig, JsonlSink, MqttSink
+from edgewatch.agent.machines import bundled
 from edgewatch.agent.model import Model
 
 
@@ -36,15 +37,16 @@ def problems(config: AgentConfig) -> list[str]:
     return found
 
 
-def bundle_problem(config: AgentConfig) -> str | None:
-    """Why the agent would refuse the bundle now at ``model.bundle``, or None (also when there is
-    none yet: the agent waits for it)."""
-    path = config.model.bundle
-    if not path.exists():
-        return None
-    try:
-        key = load_public_key(config.model.public_key) if config.model.public_key else None
-        Model.load(verify_bundle(path, key), config.decision, config.model.threads)
-    except BundleError as e:
-        return f"model.bundle: {e}"
-    return None
+def bundle_problems(config: AgentConfig) -> list[str]:
+    """Why the agent would refuse a bundle now at ``model.bundle`` or a machine's ``bundle``
+    (nothing for one that is not there yet: the agent waits for it)."""
+    found = []
+    key = load_public_key(config.model.public_key) if config.model.public_key else None
+    for lane in bundled(config):
+        if not lane.path.exists():
+            continue
+        try:
+            Model.load(verify_bundle(lane.path, key), lane.decision, config.model.threads)
+        except BundleError as e:
+            found.append(f"{lane.field}: {e}")
+    return found

@@ -3,8 +3,9 @@ and swapped in; a bundle that fails keeps the old model running and says why.
 
 The bundle path is polled (names, sizes and mtimes of its files), so no inotify is needed; write
 a new bundle beside it and rename it into place so a poll never sees half of one. A notice is
-``{"path": "/var/lib/edgewatch/bundles/v7", "sha256": "<sha256 of its manifest.json>"}``; once
-verified, its path is the one watched from then on. The sha256 only says which manifest is meant:
+``{"path": "/var/lib/edgewatch/bundles/v7", "sha256": "<sha256 of its manifest.json>"}``, with
+``"machine": "<name>"`` for the bundle of a ``[[machines]]`` entry; once verified, its path is the
+one watched from then on. The sha256 only says which manifest is meant:
 it authenticates nothing, since anyone can compute it. So a notice is refused unless bundles must
 be signed (a public key), or it names a path under ``notice_root``, a folder only the fleet's
 tooling can write.
@@ -22,7 +23,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edgewatch.agent.bundle import MANIFEST, BundleError, verify_bundle
-from edgewatch.agent.config import Decision
+from edgewatch.agent.decision_settings import Decision
+from edgewatch.agent.machines import DEFAULT
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model, same_input
 
@@ -55,13 +57,11 @@ class Reloader:
         current: Callable[[], Model | None],
         install: Callable[[Model], None],
         report: Callable[[str], None],
-        interval_s: float = 1.0,
         notice_root: Path | None = None,
     ) -> None:
         self.path, self.public_key = path, public_key
         self.decision, self.threads = decision, threads
         self.current, self.install, self.report = current, install, report
-        self.interval_s = interval_s
         self.notice_root = notice_root
         self.loads = 0
         self.failures = 0
@@ -97,16 +97,19 @@ class Reloader:
         self.install(model)
         return True
 
-    def notice(self, payload: bytes) -> None:
-        """A message from the model topic; checked on the watcher's thread."""
+    def notice(self, path: Path, sha256: str) -> None:
+        """A notice from the model topic for this reloader's lane; the bundle is checked on
+        the watcher's thread."""
         try:
-            path, sha256 = parse_notice(payload)
             self._trusted(path)
         except ValueError as e:
-            self.failures += 1
-            self.report(f"model notice refused: {e}")
+            self.refuse(f"model notice refused: {e}")
             return
         self._notices.put((path, sha256))
+
+    def refuse(self, why: str) -> None:
+        self.failures += 1
+        self.report(why)
 
     def _trusted(self, path: Path) -> None:
         """``ValueError`` unless a notice may name ``path``."""
@@ -117,19 +120,6 @@ class Reloader:
         root = os.path.realpath(self.notice_root)
         if os.path.commonpath([root, os.path.realpath(path)]) != root:
             raise ValueError(f"{path} is not under model.notice_root ({self.notice_root})")
-
-    def export_metrics(self, registry: Registry) -> None:
-        registry.collect(
-            "counter",
-            "model_reloads_total",
-            "Model loads, by result",
-            ("result",),
-            lambda: {("ok",): self.loads, ("refused",): self.failures},
-        )
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.poll(self.interval_s)
 
     def poll(self, timeout_s: float = 0.0) -> None:
         """One turn: the next notice, waiting up to ``timeout_s`` for one; with none, the
@@ -143,11 +133,67 @@ class Reloader:
         self.check(path, sha256)
 
 
-def parse_notice(payload: bytes) -> tuple[Path, str]:
-    """The bundle path and manifest sha256 of a notice; ``ValueError`` says what is wrong.
+class Reloaders:
+    """The reloaders of every lane with a shipped bundle (``agent.machines.bundled``), polled in
+    turn on one thread. A notice names its lane's machine, or none for the default model."""
 
-    >>> parse_notice(b'{"path": "/b/v7", "sha256": "' + b"0" * 64 + b'"}')[0]
-    PosixPath('/b/v7')
+    def __init__(
+        self,
+        reloaders: dict[str, Reloader],
+        report: Callable[[str], None],
+        interval_s: float = 1.0,
+    ) -> None:
+        self.reloaders, self.report, self.interval_s = reloaders, report, interval_s
+        self.refused = 0
+
+    def check(self) -> None:
+        """Load every lane's bundle that is there now."""
+        for reloader in self.reloaders.values():
+            reloader.check()
+
+    def notice(self, payload: bytes) -> None:
+        """A message from the model topic."""
+        try:
+            path, sha256, machine = parse_notice(payload)
+        except ValueError as e:
+            self.refused += 1
+            self.report(f"model notice refused: {e}")
+            return
+        key = DEFAULT if machine is None else f"machine:{machine}"
+        reloader = self.reloaders.get(key)
+        if reloader is None:
+            self.refused += 1
+            self.report(f"model notice refused: no {key} scores with a shipped bundle")
+            return
+        reloader.notice(path, sha256)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            for reloader in self.reloaders.values():
+                reloader.poll()
+            stop.wait(self.interval_s)
+
+    def export_metrics(self, registry: Registry) -> None:
+        def counts() -> dict[tuple[str, ...], float]:
+            found: dict[tuple[str, ...], float] = {
+                (key, "ok"): float(r.loads) for key, r in self.reloaders.items()
+            }
+            found |= {(key, "refused"): float(r.failures) for key, r in self.reloaders.items()}
+            found[("", "refused")] = float(self.refused)
+            return found
+
+        registry.collect(
+            "counter", "model_reloads_total", "Model loads, by lane and result",
+            ("lane", "result"), counts,
+        )  # fmt: skip
+
+
+def parse_notice(payload: bytes) -> tuple[Path, str, str | None]:
+    """The bundle path, manifest sha256 and machine (None: the default model) of a notice;
+    ``ValueError`` says what is wrong.
+
+    >>> parse_notice(b'{"path": "/b/v7", "sha256": "' + b"0" * 64 + b'", "machine": "pump"}')
+    (PosixPath('/b/v7'), '0000000000000000000000000000000000000000000000000000000000000000', 'pump')
     >>> parse_notice(b'{"path": "/b/\\\\u0000", "sha256": "0"}')
     Traceback (most recent call last):
     ValueError: path must be a path of 1 to 4096 characters without NUL
@@ -163,4 +209,7 @@ def parse_notice(payload: bytes) -> tuple[Path, str]:
         raise ValueError(f"path must be a path of 1 to {MAX_PATH} characters without NUL")
     if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
         raise ValueError("sha256 must be 64 lowercase hex digits")
-    return Path(path), sha256
+    machine = message.get("machine")
+    if machine is not None and (not isinstance(machine, str) or not 0 < len(machine) <= 64):
+        raise ValueError("machine must be the name of a [[machines]] entry")
+    return Path(path), sha256, machine

@@ -1,9 +1,10 @@
 """``edgewatch run``: the agent assembled from its config, started, and stopped without loss.
 
-Threads: one per source, the pipeline, the MQTT forwarder, the model watcher, the HTTP status
-server and the systemd watchdog, each run by the supervisor (``agent.supervisor``), which
-restarts a component that failed; the callbacks paho runs on its network threads are guarded by
-it too. ``/healthz`` answers 503 while a component is down, and the watchdog is not pinged.
+Threads: one per source, the pipeline, the MQTT forwarder, the model watcher, the fitting thread
+of on-site learning, the HTTP status server and the systemd watchdog, each run by the supervisor
+(``agent.supervisor``), which restarts a component that failed; the callbacks paho runs on its
+network threads are guarded by it too. ``/healthz`` answers 503 while a component is down, and
+the watchdog is not pinged.
 
 On SIGTERM (or SIGINT) the agent tells systemd it is stopping, stops the sources, lets the
 pipeline finish what is queued, gives the forwarder time to deliver the spool, says ``offline``
@@ -16,6 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from types import FrameType
 
 from edgewatch.agent.alerts import Alert
@@ -24,8 +26,9 @@ from edgewatch.agent.bundle import load_public_key
 from edgewatch.agent.config import AgentConfig
 from edgewatch.agent.feedback import FeedbackStore
 from edgewatch.agent.http import StatusServer
+from edgewatch.agent.machines import DEFAULT, bundled
 from edgewatch.agent.metrics import Registry
-from edgewatch.agent.reload import Reloader
+from edgewatch.agent.reload import Reloader, Reloaders
 from edgewatch.agent.sdnotify import notify, watchdog_interval
 from edgewatch.agent.supervisor import Supervisor
 from edgewatch.kernels import runtime
@@ -69,32 +72,48 @@ class Agent:
         )
         self.pipeline, self.sources = parts.pipeline, parts.sources
         self.spool, self.forwarder = parts.spool, parts.forwarder
+        self.learner = parts.learner
         self._close_open_alerts()
         key = load_public_key(config.model.public_key) if config.model.public_key else None
-        self.reloader = Reloader(
-            config.model.bundle,
-            key,
-            config.decision,
-            config.model.threads,
-            lambda: self.pipeline.model,
-            self.pipeline.swap,
+        self.bundled = bundled(config)
+        self.reloaders = Reloaders(
+            {
+                lane.key: Reloader(
+                    lane.path,
+                    key,
+                    lane.decision,
+                    config.model.threads,
+                    partial(self.pipeline.model_of, lane.key),
+                    partial(self.pipeline.swap, key=lane.key),
+                    self._model_error,
+                    notice_root=config.model.notice_root,
+                )
+                for lane in self.bundled
+            },
             self._model_error,
-            notice_root=config.model.notice_root,
         )
-        self.reloader.export_metrics(self.registry)
+        self.reloaders.export_metrics(self.registry)
         self.http = StatusServer(
             config.http.host, config.http.port, self.registry, self.health, self.supervisor.start
         )
         self.http.export_metrics()
 
     def health(self) -> tuple[bool, dict[str, object]]:
-        model = self.pipeline.model
+        """Healthy while every component runs, the pipeline turns and every lane with a shipped
+        bundle has a model; ``lanes`` names each lane's model, ``learning`` each device that
+        is learning on site."""
         stalled = time.monotonic() - self.pipeline.heartbeat > STALLED_S
         down = self.supervisor.down()
+        lanes = {
+            key: f"{lane.model.bundle.manifest.name}:{lane.model.bundle.manifest.version}"
+            for key, lane in list(self.pipeline.lanes.items())
+        }
+        waiting = [lane.key for lane in self.bundled if lane.key not in lanes]
         detail: dict[str, object] = {
-            "model": f"{model.bundle.manifest.name}:{model.bundle.manifest.version}"
-            if model
-            else None,
+            "model": lanes.get(DEFAULT),
+            "lanes": lanes,
+            "waiting_for_bundle": waiting,
+            "learning": self.learner.states() if self.learner is not None else {},
             "kernels": self.kernels.form,
             "pipeline_stalled": stalled,
             "components": self.supervisor.states(),
@@ -103,10 +122,10 @@ class Agent:
         if self.forwarder is not None and self.spool is not None:
             detail["mqtt_connected"] = self.forwarder.connected
             detail["spool_depth"] = self.spool.rows
-        return model is not None and not stalled and not down, detail
+        return not waiting and not stalled and not down, detail
 
     def _notice(self, payload: bytes) -> None:
-        self.reloader.notice(payload)
+        self.reloaders.notice(payload)
 
     def _close_open_alerts(self) -> None:
         """An alert left open by the last run (``kill -9``, a power cut) is cleared, reason
@@ -123,14 +142,17 @@ class Agent:
             )
 
     def _model_error(self, message: str) -> None:
+        self._status({"event": "model_refused", "error": message})
+
+    def _status(self, event: dict[str, object]) -> None:
         if self.forwarder is not None:
-            self.forwarder.status({"event": "model_refused", "error": message})
+            self.forwarder.status(event)
 
     def start(self) -> None:
         """Start every component; once, however often it is called."""
         if self._pipeline is not None or self._pipeline_stop.is_set():
             return
-        self.reloader.check()
+        self.reloaders.check()
         self.pipeline.fanout.start()
         self._pipeline = self.supervisor.start("pipeline", self.pipeline.run, self._pipeline_stop)
         if self.forwarder is not None:
@@ -138,7 +160,9 @@ class Agent:
         for i, source in enumerate(self.sources):
             self.supervisor.start(f"source{i}", source.run, self._sources_stop)
         if self.config.model.watch:
-            self.supervisor.start("reload", self.reloader.run, self._watch_stop)
+            self.supervisor.start("reload", self.reloaders.run, self._watch_stop)
+        if self.learner is not None:
+            self.supervisor.start("learning", self.learner.run, self._watch_stop)
         self.supervisor.start("feedback", self.feedback.run, self._watch_stop)
         self.http.start()
         interval = watchdog_interval()
@@ -171,6 +195,8 @@ class Agent:
         self._pipeline_stop.set()
         if self._pipeline is not None:
             self._pipeline.join(timeout=flush_s)
+        if self.learner is not None:
+            self.learner.save()
         if self.forwarder is not None:
             self.forwarder.stop(flush_s)
         self.pipeline.close()

@@ -18,6 +18,7 @@ import numpy as np
 from edgewatch.agent.features import FeatureError, FeatureSpec
 from edgewatch.agent.featurizer import Featurizer
 from edgewatch.agent.framing import Block
+from edgewatch.agent.metrics import Counter as MetricCounter
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import sequences
 from edgewatch.agent.windows import Windower
@@ -65,20 +66,46 @@ class _Cut:
     data: np.ndarray
 
 
-class Streams:
-    """Every device's streaming state for the feature spec in use, at most ``max_devices`` of
-    them: beyond it, the least recently seen are forgotten, so names from the network cannot
-    grow memory without a bound."""
+@dataclass(frozen=True)
+class StreamMetrics:
+    """The counters every ``Streams`` of an agent adds to."""
 
-    def __init__(self, registry: Registry, max_devices: int = 1000) -> None:
+    samples_in: MetricCounter
+    evicted: MetricCounter
+
+    @classmethod
+    def of(cls, registry: Registry) -> "StreamMetrics":
+        return cls(
+            registry.counter("samples_in_total", "Samples received, per channel"),
+            registry.counter(
+                "devices_evicted_total",
+                "Devices forgotten, least recently seen, beyond max_devices",
+            ),
+        )
+
+
+class Streams:
+    """Every device's streaming state for one feature spec, at most ``max_devices`` of them:
+    beyond it, the least recently seen are forgotten, so names from the network cannot grow
+    memory without a bound."""
+
+    def __init__(self, metrics: StreamMetrics, max_devices: int = 1000) -> None:
         self.max_devices = max_devices
         self._devices: OrderedDict[str, _Device] = OrderedDict()
         self.spec: FeatureSpec | None = None
         self.history = 1
-        self.samples_in = registry.counter("samples_in_total", "Samples received, per channel")
-        self.evicted = registry.counter(
-            "devices_evicted_total", "Devices forgotten, least recently seen, beyond max_devices"
-        )
+        self.samples_in, self.evicted = metrics.samples_in, metrics.evicted
+
+    def forget(self, device: str) -> None:
+        self._devices.pop(device, None)
+
+    def hand_over(self, device: str, to: "Streams") -> None:
+        """Give ``device``'s streaming state (its windower or its rolling statistics) to
+        ``to``, which reads the same spec: a device that has learned scores on from where its
+        baseline stopped, with no rolling state to build up again."""
+        state = self._devices.pop(device, None)
+        if state is not None and to.spec == self.spec:
+            to._devices[device] = state
 
     def use(self, spec: FeatureSpec, history: int) -> None:
         """A model's spec and history. A new model takes over the windows being cut (its input

@@ -19,7 +19,8 @@ import numpy as np
 
 from edgewatch.agent.alerts import Alert
 from edgewatch.agent.assembly import Assembly, assemble, replaying
-from edgewatch.agent.config import AgentConfig, Decision
+from edgewatch.agent.config import AgentConfig
+from edgewatch.agent.decision_settings import Decision
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.model import Model
 from edgewatch.agent.sinks.outputs import Record, Sink

@@ -33,12 +33,13 @@ import numpy as np
 
 from edgewatch.agent.bundle import Bundle
 from edgewatch.agent.calibration import fit_scale
-from edgewatch.agent.config import Decision
 from edgewatch.agent.decision import Decider, Policy
+from edgewatch.agent.decision_settings import Decision
 from edgewatch.agent.features import FeatureSpec, Rolling
 from edgewatch.agent.featurizer import featurize
 from edgewatch.agent.model import policy, sequences
-from edgewatch.agent.onsite.learn import Learning, learn
+from edgewatch.agent.onsite.learn import learn
+from edgewatch.agent.onsite.settings import Learning
 from edgewatch.agent.scorer import Scorer
 from edgewatch.export.datasets import SKAB_CHANNELS, Dataset, load_skab
 from edgewatch.export.detectors import build

@@ -32,7 +32,7 @@ from edgewatch.agent.calibration import (
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.graph import FEATURE_ERROR, INPUT, SCORE
 from edgewatch.agent.model import sequences
-from edgewatch.agent.onsite.learn import MIN_FIT_ROWS
+from edgewatch.agent.onsite.settings import MIN_FIT_ROWS
 from edgewatch.agent.parity import with_flips
 from edgewatch.export.config import CsvData, NpyData, SimulatedData, TrainConfig
 from edgewatch.export.datasets import (

@@ -240,15 +240,24 @@ def test_a_tampered_bundle_is_refused_and_the_old_model_keeps_scoring(
     simulate("--to", url, "--duration", "1")
     wait_for(lambda: agent.metric("edgewatch_windows_scored_total") == 49)
 
+    def refused() -> float:
+        """Refusals of the default lane's bundles, and of notices naming no lane."""
+        lanes = ('lane="default"', 'lane=""')
+        return sum(
+            agent.metric(f'edgewatch_model_reloads_total{{{lane},result="refused"}}')
+            for lane in lanes
+        )
+
     tamper(watched)
-    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="refused"}') == 1)
+    wait_for(lambda: refused() == 1)
     wait_for(lambda: any(isinstance(p, dict) for p in subscriber.payloads("status")))
     (notice,) = [p for p in subscriber.payloads("status") if isinstance(p, dict)]
     assert notice["event"] == "model_refused" and "model.onnx does not match" in notice["error"]
     simulate("--to", url, "--duration", "1")
     wait_for(lambda: agent.metric("edgewatch_windows_scored_total") == 98, what="old model scoring")
     sha = verify_bundle(waveform_bundle).model_sha256
-    assert agent.metric(f'edgewatch_model_info{{name="fan",version="1",sha256="{sha}"}}') == 1
+    info = f'edgewatch_model_info{{lane="default",name="fan",version="1",sha256="{sha}"}}'
+    assert agent.metric(info) == 1
 
     # A notice on the model topic installs a good bundle, from under model.notice_root only.
     manifest_sha = verify_bundle(bundles["fan-2"]).manifest_sha256
@@ -257,11 +266,11 @@ def test_a_tampered_bundle_is_refused_and_the_old_model_keeps_scoring(
     publish.loop_start()
     outside = {"path": str(bundles["fan-2"]), "sha256": manifest_sha}
     publish.publish(ROOT + "model", json.dumps(outside), qos=1).wait_for_publish(5)
-    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="refused"}') == 2)
+    wait_for(lambda: refused() == 2)
     v2 = Path(shutil.copytree(bundles["fan-2"], watched.parent / "fan-2"))
     wrong = {"path": str(v2), "sha256": "0" * 64}
     publish.publish(ROOT + "model", json.dumps(wrong), qos=1).wait_for_publish(5)
-    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="refused"}') == 3)
+    wait_for(lambda: refused() == 3)
     # Hostile notices are refused and counted; the watcher and the connection carry on.
     nul = {"path": str(v2) + "\0", "sha256": "0" * 64}
     escape = {"path": f"{watched.parent}/../fan-2", "sha256": manifest_sha}
@@ -272,12 +281,12 @@ def test_a_tampered_bundle_is_refused_and_the_old_model_keeps_scoring(
         json.dumps(escape).encode(),
     ):
         publish.publish(ROOT + "model", hostile, qos=1).wait_for_publish(5)
-    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="refused"}') == 7)
+    wait_for(lambda: refused() == 7)
     health = json.loads(agent.get("/healthz")[1])
     assert health["mqtt_connected"] and set(health["components"].values()) == {"running"}
     right = {"path": str(v2), "sha256": manifest_sha}
     publish.publish(ROOT + "model", json.dumps(right), qos=1).wait_for_publish(5)
-    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{result="ok"}') == 2)
+    wait_for(lambda: agent.metric('edgewatch_model_reloads_total{lane="default",result="ok"}') == 2)
     wait_for(lambda: json.loads(agent.get("/healthz")[1])["model"] == "fan:2", what="model 2")
     publish.disconnect()
     assert agent.stop() == 0

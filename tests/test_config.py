@@ -94,7 +94,11 @@ def test_defaults_fill_a_minimal_config():
         (lambda t: 'topic_root = "a/{plant}/"\n' + t, "may use only {site} and {device}"),
         (lambda t: 'topic_root = "a/#/"\n' + t, "topic_root: String should match"),
         (lambda t: "surprise = 1\n" + t, "surprise: Extra inputs are not permitted"),
-        (lambda t: t.replace("[model]", "[modle]"), "model: Field required"),
+        (lambda t: t.replace("[model]", "[modle]"), "modle: Extra inputs are not permitted"),
+        (
+            lambda t: t.replace('bundle = "/b.tar"', ""),
+            "nothing to score with: give model.bundle, or [[machines]]",
+        ),
         (
             lambda t: t + "[mqtt]\npassword_file = '/etc/hostname'\n",
             "mqtt: password_file needs a username",
@@ -219,4 +223,4 @@ def test_check_config_refuses_a_bundle_the_agent_would_refuse(waveform_bundle, t
     )
     path.write_text(MINIMAL.replace("/b.tar", str(waveform_bundle)))
     assert main(["check-config", str(path)]) == 0
-    assert capsys.readouterr().out.strip().endswith("the bundle verified")
+    assert capsys.readouterr().out.strip().endswith("1 of 1 bundles verified")

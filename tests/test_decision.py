@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgewatch.agent.calibration import Thresholds
-from edgewatch.agent.config import Decision
 from edgewatch.agent.decision import ChannelFloor, Decider, Decisions, Policy
+from edgewatch.agent.decision_settings import Decision
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.model import policy
 

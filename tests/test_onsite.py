@@ -9,7 +9,8 @@ from edgewatch.agent.calibration import MIN_CALIBRATION_ROWS, fit_scale, fit_tai
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.graph import INPUT, SCORE, Graph
 from edgewatch.agent.onsite.detectors import Gaussian, Kmeans, PcaT2Q
-from edgewatch.agent.onsite.learn import Learning, LearningError, learn
+from edgewatch.agent.onsite.learn import LearningError, learn
+from edgewatch.agent.onsite.settings import Learning
 from edgewatch.agent.scorer import Scorer, open_session
 from tests.conftest import edgewatch
 

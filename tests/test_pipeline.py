@@ -7,7 +7,7 @@ import pytest
 
 from edgewatch.agent.alerts import Alert, AlertMaker
 from edgewatch.agent.bundle import BundleError, verify_bundle
-from edgewatch.agent.config import Decision, ProcessGate, RmsGate
+from edgewatch.agent.decision_settings import Decision, ProcessGate, RmsGate
 from edgewatch.agent.featurizer import featurize
 from edgewatch.agent.framing import Block
 from edgewatch.agent.model import Model
@@ -144,7 +144,10 @@ def test_a_model_swapped_mid_stream_takes_over_between_windows(waveform_bundle, 
     assert windows == (faulty_run().signal.shape[1] - 1024) // 512 + 1
     versions = [a.model.version for a in kept.alerts]
     assert versions[0] == "1" and versions[-1] == "2"
-    assert pipe.registry.value("model_info", "fan", "2", verify_bundle(other).model_sha256) == 1
+    assert (
+        pipe.registry.value("model_info", "default", "fan", "2", verify_bundle(other).model_sha256)
+        == 1
+    )
 
 
 def test_process_rows_and_a_sequence_model_keep_each_device_s_history(bundles):

@@ -1,14 +1,14 @@
 """Hot reload, turn by turn and without the agent: who may load a model through a notice on the
 ``model`` topic, what a changed bundle does, and what is refused."""
 
-import json
 import shutil
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgewatch.agent.bundle import verify_bundle
-from edgewatch.agent.config import Decision
+from edgewatch.agent.decision_settings import Decision
 from edgewatch.agent.model import Model
 from edgewatch.agent.reload import Reloader
 
@@ -22,13 +22,13 @@ def reloader(bundle, key=None, notice_root=None) -> tuple[Reloader, list[str]]:
     return made, reports
 
 
-def notice(path) -> bytes:
-    return json.dumps({"path": str(path), "sha256": "0" * 64}).encode()
+def notice(path) -> tuple[Path, str]:  # type: ignore[no-untyped-def]
+    return Path(path), "0" * 64
 
 
 def test_without_a_key_or_a_notice_root_every_notice_is_refused(waveform_bundle):
     watcher, reports = reloader(waveform_bundle)
-    watcher.notice(notice(waveform_bundle))
+    watcher.notice(*notice(waveform_bundle))
     assert watcher.failures == 1 and reports == [
         "model notice refused: no model.public_key and no model.notice_root: notices are off"
     ]
@@ -39,7 +39,7 @@ def test_a_key_or_a_notice_root_lets_notices_through(waveform_bundle, trusted):
     key = Ed25519PrivateKey.generate().public_key() if trusted == "key" else None
     root = waveform_bundle.parent if trusted == "root" else None
     watcher, reports = reloader(waveform_bundle, key, root)
-    watcher.notice(notice(waveform_bundle))
+    watcher.notice(*notice(waveform_bundle))
     assert watcher.failures == 0 and reports == []
 
 
@@ -83,7 +83,7 @@ def test_a_model_for_other_input_cannot_take_over_the_streams(tmp_path, bundles)
     pump = tmp_path / "pump"
     shutil.copytree(bundles["pump"], pump)
     sha = verify_bundle(pump).manifest_sha256
-    watcher.notice(json.dumps({"path": str(pump), "sha256": sha}).encode())
+    watcher.notice(pump, sha)
     watcher.poll()
     assert len(models) == 1 and "cannot take over the running streams" in reports[0]
     assert "feature_spec.kind changes from waveform to process" in reports[0]

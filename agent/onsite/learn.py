@@ -14,10 +14,8 @@ import platform
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Annotated
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from edgewatch.agent.bundle import (
     SCHEMA_VERSION,
@@ -36,60 +34,16 @@ from edgewatch.agent.calibration import (
 )
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.graph import FEATURE_ERROR, INPUT, OPSETS, SCORE
-from edgewatch.agent.onsite.detectors import Detector, Gaussian, Kind, Kmeans, PcaT2Q
+from edgewatch.agent.onsite.detectors import Detector, Gaussian, Kmeans, PcaT2Q
+from edgewatch.agent.onsite.settings import Learning
 from edgewatch.agent.parity import DEFAULT_TOLERANCE, compare, with_flips
-from edgewatch.agent.schema import Frozen
 from edgewatch.agent.scorer import open_session
 
 MODEL_FILE = "model.onnx"
-MIN_FIT_ROWS = 30
-Share = Annotated[float, Field(gt=0, lt=1)]
 
 
 class LearningError(ValueError):
     """A baseline that cannot make a model, and what it would take."""
-
-
-class Learning(Frozen):
-    """How a machine learns its normal: the detector, and the share of the baseline, its
-    latest rows, held back to calibrate on. The agent collects ``min_rows`` rows at least,
-    over ``duration_s`` at least, while the machine runs."""
-
-    detector: Kind = "gaussian"
-    clusters: int = Field(default=3, ge=1, le=64)
-    variance: float = Field(default=0.9, gt=0, le=1)
-    calibration: float = Field(default=0.3, ge=0.1, le=0.7)
-    budget: tuple[Share, Share] = (0.01, 0.001)
-    duration_s: float = Field(default=3600.0, ge=0, le=30 * 86_400)
-    min_rows: int = Field(default=1000, ge=1, le=1_000_000)
-    max_rows: int = Field(default=100_000, ge=1, le=1_000_000)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "Learning":
-        if self.budget[1] > self.budget[0]:
-            raise ValueError(
-                "budget is (warning, critical): the critical false-alarm rate must not exceed "
-                "the warning one"
-            )
-        if self.max_rows < self.min_rows:
-            raise ValueError(f"max_rows ({self.max_rows}) is below min_rows ({self.min_rows})")
-        return self
-
-    def detector_for(self) -> Detector:
-        if self.detector == "pca_t2q":
-            return PcaT2Q(self.variance)
-        if self.detector == "kmeans":
-            return Kmeans(self.clusters)
-        return Gaussian()
-
-    def rows_needed(self) -> int:
-        """The fewest rows a baseline can have: enough to fit, and ``MIN_CALIBRATION_ROWS``
-        after them to calibrate on."""
-        fit = MIN_FIT_ROWS * (self.clusters if self.detector == "kmeans" else 1)
-        return max(
-            math.ceil(fit / (1 - self.calibration)),
-            math.ceil(MIN_CALIBRATION_ROWS / self.calibration),
-        )
 
 
 @dataclass(frozen=True)
@@ -103,6 +57,15 @@ class Learned:
     @property
     def files(self) -> dict[str, bytes]:
         return {MODEL_FILE: self.model}
+
+
+def detector(settings: Learning) -> Detector:
+    """A new detector of the kind ``settings`` asks for."""
+    if settings.detector == "pca_t2q":
+        return PcaT2Q(settings.variance)
+    if settings.detector == "kmeans":
+        return Kmeans(settings.clusters)
+    return Gaussian()
 
 
 def learn(
@@ -130,9 +93,9 @@ def learn(
         )
     cut = len(rows) - math.ceil(len(rows) * settings.calibration)
     fitting, held_back = rows[:cut], rows[cut:]
-    detector = settings.detector_for().fit(fitting)
-    model = detector.onnx()
-    native = detector.score(held_back)
+    fitted = detector(settings).fit(fitting)
+    model = fitted.onnx()
+    native = fitted.score(held_back)
     outputs = open_session(model).run([SCORE], {INPUT: held_back})[0]
     parity = compare(native, outputs, DEFAULT_TOLERANCE)
     scale = fit_scale(outputs)
@@ -147,10 +110,10 @@ def learn(
         feature_spec=spec,
         feature_names=spec.feature_names,
         model=ModelInfo(
-            kind=detector.kind,
+            kind=fitted.kind,
             file=MODEL_FILE,
             input=Tensor(name=INPUT, dtype="float32", shape=(None, width)),
-            outputs=_outputs(detector, width),
+            outputs=_outputs(fitted, width),
             opsets={domain or "ai.onnx": version for domain, version in OPSETS.items()},
         ),
         score=scale,
@@ -158,7 +121,7 @@ def learn(
         training=Training(
             data_sha256=hashlib.sha256(rows.tobytes()).hexdigest(),
             rows={"train": len(fitting), "validation": len(held_back), "validation_anomalous": 0},
-            hyperparameters={**detector.hyperparameters(), "calibration": settings.calibration},
+            hyperparameters={**fitted.hyperparameters(), "calibration": settings.calibration},
             metrics={},
             parity=parity,
             libraries={

@@ -40,7 +40,8 @@ import numpy as np
 
 from edgewatch.agent.assembly import Assembly, assemble
 from edgewatch.agent.bundle import verify_bundle
-from edgewatch.agent.config import Decision, validate
+from edgewatch.agent.config import validate
+from edgewatch.agent.decision_settings import Decision
 from edgewatch.agent.framing import Block
 from edgewatch.agent.model import Model
 from edgewatch.agent.sinks.spool import Message

@@ -140,11 +140,11 @@ def test_bad_hyperparameters_are_refused(spec, message):
 
 @pytest.mark.parametrize("kind", ["gaussian", "pca_t2q", "kmeans"])
 def test_the_gateways_own_models_pass_the_onnx_checker(kind):
-    from edgewatch.agent.onsite.learn import Learning
+    from edgewatch.agent.onsite.learn import detector as new_detector
+    from edgewatch.agent.onsite.settings import Learning
 
-    detector = (
-        Learning(detector=kind).detector_for().fit(np.random.default_rng(0).normal(size=(300, 5)))
-    )
+    rows = np.random.default_rng(0).normal(size=(300, 5))
+    detector = new_detector(Learning(detector=kind)).fit(rows)
     model = onnx.load_from_string(detector.onnx())
     onnx.checker.check_model(model, full_check=True)
     assert model.graph.output[0].name == "score"

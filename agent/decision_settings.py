@@ -1,0 +1,56 @@
+"""How scores become alerts, as a config sets it: the decision settings and machine-state
+gates of ``[decision]`` (and of each ``[[machines]]`` entry)."""
+
+from typing import Annotated, Literal, Self
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from edgewatch.agent.schema import Frozen
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class Settings(Frozen):
+    # No number in a config may be NaN or infinite: `warning = nan` would never alert.
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class RmsGate(Settings):
+    """Idle while every channel's RMS is below ``floor``."""
+
+    type: Literal["rms"]
+    floor: float = Field(gt=0)
+
+
+class ProcessGate(Settings):
+    """Idle while process channel ``channel`` is below ``minimum``."""
+
+    type: Literal["process"]
+    channel: Name
+    minimum: float
+
+
+Gate = RmsGate | ProcessGate
+
+
+class Decision(Settings):
+    """How scores become alerts. Thresholds are the bundle's unless given here."""
+
+    warmup_windows: int = Field(default=10, ge=0, le=1_000_000)
+    warning: float | None = None
+    critical: float | None = None
+    n: int = Field(default=3, ge=1, le=1000)
+    m: int = Field(default=5, ge=1, le=1000)
+    hysteresis: float = Field(default=0.5, ge=0, le=100)
+    min_duration_s: float = Field(default=0.0, ge=0, le=86_400)
+    cooldown_s: float = Field(default=60.0, ge=0, le=86_400)
+    release: float = Field(default=0.0, ge=0, lt=1)
+    gate: Annotated[Gate, Field(discriminator="type")] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.n > self.m:
+            raise ValueError(f"n ({self.n}) of m ({self.m}): n must not exceed m")
+        if self.warning is not None and self.critical is not None and self.critical < self.warning:
+            raise ValueError("critical must not be below warning")
+        return self

@@ -1,0 +1,53 @@
+"""How a machine learns its normal on site, as the agent config's ``[machines.learn]`` says."""
+
+import math
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from edgewatch.agent.calibration import MIN_CALIBRATION_ROWS
+from edgewatch.agent.onsite.detectors import Kind
+from edgewatch.agent.schema import Frozen
+
+MIN_FIT_ROWS = 30
+Share = Annotated[float, Field(gt=0, lt=1)]
+
+
+class Learning(Frozen):
+    """How a machine learns its normal: the detector, and the share of the baseline, its
+    latest rows, held back to calibrate on. The agent collects ``min_rows`` rows at least,
+    over ``duration_s`` at least, while the machine runs."""
+
+    detector: Kind = "gaussian"
+    clusters: int = Field(default=3, ge=1, le=64)
+    variance: float = Field(default=0.9, gt=0, le=1)
+    calibration: float = Field(default=0.3, ge=0.1, le=0.7)
+    budget: tuple[Share, Share] = (0.01, 0.001)
+    duration_s: float = Field(default=3600.0, ge=0, le=30 * 86_400)
+    min_rows: int = Field(default=1000, ge=1, le=1_000_000)
+    max_rows: int = Field(default=20_000, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Learning":
+        if self.budget[1] > self.budget[0]:
+            raise ValueError(
+                "budget is (warning, critical): the critical false-alarm rate must not exceed "
+                "the warning one"
+            )
+        if self.max_rows < self.min_rows:
+            raise ValueError(f"max_rows ({self.max_rows}) is below min_rows ({self.min_rows})")
+        if self.min_rows < self.rows_needed():
+            raise ValueError(
+                f"min_rows ({self.min_rows}) is too few for a {self.detector} model: it needs "
+                f"at least {self.rows_needed()}"
+            )
+        return self
+
+    def rows_needed(self) -> int:
+        """The fewest rows a baseline can have: enough to fit, and ``MIN_CALIBRATION_ROWS``
+        after them to calibrate on."""
+        fit = MIN_FIT_ROWS * (self.clusters if self.detector == "kmeans" else 1)
+        return max(
+            math.ceil(fit / (1 - self.calibration)),
+            math.ceil(MIN_CALIBRATION_ROWS / self.calibration),
+        )
