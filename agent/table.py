@@ -24,7 +24,9 @@ import csv
 import io
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -32,6 +34,8 @@ DELIMITERS = ",;\t| "
 # Columns that are not sensor channels when nobody names the channels: times and labels.
 TIMESTAMP_NAMES = ("timestamp", "datetime", "time", "ts", "date")
 LABEL_NAMES = ("label", "anomaly", "is_anomaly", "changepoint", "fault")
+# What to do with a row whose time goes back: refuse the file, sort the rows, or drop the row.
+TimeOrder = Literal["error", "sort", "drop"]
 
 
 class TableError(ValueError):
@@ -64,6 +68,48 @@ class Table:
             if finite and not math.isfinite(out[r]):
                 raise self.error(r, name, f"{value!r} is not finite")
         return out
+
+    def timestamp(self) -> str | None:
+        """The first column named like a timestamp, if any."""
+        return next((h for h in self.header if h.lower() in TIMESTAMP_NAMES), None)
+
+    def seconds(self, column: str) -> np.ndarray:
+        """Column ``column`` as seconds: numbers, or ISO 8601 times (naive ones are local)."""
+        out = np.empty(len(self.rows))
+        for r, value in enumerate(self.values(column)):
+            try:
+                out[r] = float(value)
+                continue
+            except ValueError:
+                pass
+            try:
+                out[r] = datetime.fromisoformat(value.strip()).timestamp()
+            except ValueError:
+                raise self.error(
+                    r, column, f"{value!r} is neither seconds nor an ISO 8601 time"
+                ) from None
+        return out
+
+    def in_time_order(
+        self, column: str, order: TimeOrder = "error"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows to take, in time order by ``column``, and their times. A time that goes
+        back is an error (``order="error"``), is sorted into place (``"sort"``, stable), or its
+        row is dropped (``"drop"``)."""
+        times = self.seconds(column)
+        back = np.diff(times) < 0
+        if not back.any():
+            return np.arange(len(times)), times
+        if order == "error":
+            raise self.error(
+                int(np.argmax(back)) + 1, column,
+                "goes back in time (time_order = \"sort\" or \"drop\" takes it)",
+            )  # fmt: skip
+        if order == "sort":
+            rows = np.argsort(times, kind="stable")
+        else:
+            rows = np.flatnonzero(times >= np.maximum.accumulate(times))
+        return rows, times[rows]
 
     def channels(self) -> list[str]:
         """The columns that hold sensor values: numbers in every row, and not named like a

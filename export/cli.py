@@ -43,7 +43,29 @@ def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
     evaluate.add_argument("--protocol", choices=["skab"], help="a named benchmark protocol")
     evaluate.add_argument("--bundle", type=Path, help="the bundle to evaluate")
     evaluate.add_argument(
-        "--data", type=Path, required=True, help="a data file, or the SKAB folder"
+        "--data",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="data files with a label column (CSV), or the SKAB folder",
+    )
+    evaluate.add_argument(
+        "--normal", type=Path, nargs="+", default=[], help="files whose every row is normal"
+    )
+    evaluate.add_argument(
+        "--anomalous", type=Path, nargs="+", default=[], help="files whose every row is anomalous"
+    )
+    evaluate.add_argument(
+        "--at-far",
+        type=float,
+        default=0.01,
+        help="report the detection rate at this false-alarm rate (default 0.01)",
+    )
+    evaluate.add_argument(
+        "--time-order",
+        choices=["error", "sort", "drop"],
+        default="error",
+        help="a row whose time goes back: refuse the file, sort it, or drop the row",
     )
     evaluate.add_argument("--models", help="SKAB: comma-separated methods (default: all)")
     evaluate.add_argument("--files", type=int, help="SKAB: only the first N files")
@@ -118,6 +140,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if (args.protocol is None) == (args.bundle is None):
         raise ValueError("give either --protocol or --bundle")
     if args.protocol == "skab":
+        if len(args.data) != 1 or args.normal or args.anomalous:
+            raise ValueError("the SKAB protocol takes one --data: the SKAB folder")
+        args.data = args.data[0]
         from edgewatch.export import skab
 
         if args.files is not None and args.files < 1:
@@ -132,8 +157,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         result = skab.run(args.data, names, args.files, _progress(args.quiet))
         print(json.dumps(result) if args.json else skab.render(result))
         return 0
-    from edgewatch.export.evaluate import evaluate_bundle, render
+    from edgewatch.export.evaluate import Source, evaluate_bundle, render
 
-    result = evaluate_bundle(args.bundle, args.data, args.label, args.report)
+    sources = [Source(path) for path in args.data]
+    sources += [Source(path, 0) for path in args.normal] + [
+        Source(path, 1) for path in args.anomalous
+    ]
+    result = evaluate_bundle(
+        args.bundle, sources, args.label, args.report, args.at_far, args.time_order
+    )
     print(json.dumps(result) if args.json else render(result))
     return 0

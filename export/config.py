@@ -20,12 +20,13 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, NonNegativeInt, ValidationError, model_validator
 
 from edgewatch.agent.bundle import Name
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.parity import DEFAULT_TOLERANCE
 from edgewatch.agent.schema import Frozen, problems
+from edgewatch.agent.table import TimeOrder
 from edgewatch.export.detectors.params import DetectorParams
 from edgewatch.sim.machine import Fault, Machine
 
@@ -34,19 +35,37 @@ class ConfigError(ValueError):
     """A config that cannot be used; one problem per line."""
 
 
-class CsvData(Frozen):
+class _Rows(Frozen):
+    # Rows [start, end) of the file (after time ordering), when not all of them.
+    rows: tuple[NonNegativeInt, NonNegativeInt] | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.rows is not None and self.rows[1] <= self.rows[0]:
+            raise ValueError(f"rows {list(self.rows)}: the end must come after the start")
+        return self
+
+
+class CsvData(_Rows):
+    """A CSV file; ``columns`` (by default the channels' own names) become the feature spec's
+    channels, in order. A time that goes back is refused, or sorted, or its row dropped."""
+
     type: Literal["csv"]
     path: Path
     delimiter: str | None = Field(default=None, min_length=1, max_length=1)
     timestamp: str | None = None
     label: str | None = None
+    columns: tuple[str, ...] | None = Field(default=None, min_length=1)
+    time_order: TimeOrder = "error"
 
 
-class NpyData(Frozen):
-    """Samples x channels; the channels are the feature spec's."""
+class NpyData(_Rows):
+    """Samples x columns; ``columns`` (indices, by default all) become the feature spec's
+    channels, in order."""
 
     type: Literal["npy"]
     path: Path
+    columns: tuple[int, ...] | None = Field(default=None, min_length=1)
 
 
 class SimulatedData(Frozen):

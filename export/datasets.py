@@ -9,14 +9,13 @@ import hashlib
 import io
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from edgewatch.agent.features import FeatureError, FeatureSpec
 from edgewatch.agent.featurizer import recording_features
-from edgewatch.agent.table import TIMESTAMP_NAMES, Table, TableError, read_table
+from edgewatch.agent.table import Table, TableError, TimeOrder, read_table
 from edgewatch.agent.windows import window_labels
 from edgewatch.sim.machine import Simulation
 
@@ -64,37 +63,37 @@ def load_csv(
     delimiter: str | None = None,
     timestamp: str | None = None,
     label: str | None = None,
+    columns: tuple[str, ...] | None = None,
+    time_order: TimeOrder = "error",
 ) -> Dataset:
     """A CSV file with a header row (``agent.table``). The timestamp column is ``timestamp``
-    or, if not given, the first column named like one (``datetime``, ``time``, ...);
-    ``channels`` default to every other column except ``label``."""
+    or, if not given, the first column named like one (``datetime``, ``time``, ...); rows
+    whose time goes back follow ``time_order``. The ``columns`` read become the ``channels``,
+    in order (by default the channels name their columns, and they are every column but the
+    timestamp and ``label``)."""
     raw = _read(path)
     try:
         table = read_table(path, raw, delimiter)
-        header = table.header
         if timestamp is None:
-            timestamp = next((h for h in header if h.lower() in TIMESTAMP_NAMES), None)
+            timestamp = table.timestamp()
         named = [n for n in (timestamp, label) if n is not None]
         if channels is None:
-            channels = tuple(h for h in header if h not in named)
-        for name in (*named, *channels):
+            channels = tuple(h for h in (columns or table.header) if h not in named)
+        columns = columns or channels
+        if len(columns) != len(channels):
+            raise DataError(f"{path}: {len(columns)} columns for {len(channels)} channels")
+        for name in (*named, *columns):
             table.index(name)
         if not channels:
             raise DataError(f"{path}: no channel columns")
-        samples = np.column_stack([table.numbers(c) for c in channels])
-        times = _times(table, timestamp) if timestamp is not None else None
-        labels = _labels(table, label) if label is not None else None
+        rows, times = np.arange(len(table.rows)), None
+        if timestamp is not None:
+            rows, times = table.in_time_order(timestamp, time_order)
+        samples = np.column_stack([table.numbers(c) for c in columns])[rows]
+        labels = _labels(table, label)[rows] if label is not None else None
     except TableError as e:
         raise DataError(str(e)) from None
     return Dataset(path.name, channels, samples, labels, times, hashlib.sha256(raw).hexdigest())
-
-
-def _times(table: Table, column: str) -> np.ndarray:
-    times = np.array([_seconds(table, r, column, v) for r, v in enumerate(table.values(column))])
-    if (np.diff(times) < 0).any():
-        r = int(np.argmax(np.diff(times) < 0)) + 1
-        raise table.error(r, None, f"{column} goes back in time")
-    return times
 
 
 def _labels(table: Table, column: str) -> np.ndarray:
@@ -104,8 +103,11 @@ def _labels(table: Table, column: str) -> np.ndarray:
     return labels.astype(np.int8)
 
 
-def load_npy(path: Path, channels: tuple[str, ...]) -> Dataset:
-    """An ``.npy`` array of samples x channels (one column per name in ``channels``)."""
+def load_npy(
+    path: Path, channels: tuple[str, ...], columns: tuple[int, ...] | None = None
+) -> Dataset:
+    """An ``.npy`` array of samples x columns; the ``columns`` (indices, by default all of
+    them) become the ``channels``, in order."""
     raw = _read(path)
     try:
         samples = np.load(io.BytesIO(raw), allow_pickle=False)
@@ -113,6 +115,11 @@ def load_npy(path: Path, channels: tuple[str, ...]) -> Dataset:
         raise DataError(f"{path}: not a numeric .npy array ({e})") from None
     if samples.ndim == 1 and len(channels) == 1:
         samples = samples[:, None]
+    if columns is not None:
+        width = samples.shape[1] if samples.ndim == 2 else 0
+        if not all(-width <= c < width for c in columns):
+            raise DataError(f"{path}: columns {list(columns)}, and it has {width}")
+        samples = samples[:, list(columns)]
     if samples.ndim != 2 or samples.shape[1] != len(channels):
         raise DataError(
             f"{path}: expected samples x {len(channels)} channels, got shape {list(samples.shape)}"
@@ -124,6 +131,22 @@ def load_npy(path: Path, channels: tuple[str, ...]) -> Dataset:
         r, c = np.argwhere(~np.isfinite(samples))[0]
         raise DataError(f"{path}: sample {r}, channel {channels[c]!r} is NaN or inf")
     return Dataset(path.name, channels, samples, None, None, hashlib.sha256(raw).hexdigest())
+
+
+def rows_of(data: Dataset, rows: tuple[int, int] | None) -> Dataset:
+    """``data`` cut to rows ``[start, end)``, when a range is given."""
+    if rows is None:
+        return data
+    start, end = rows
+    if start >= len(data.samples):
+        raise DataError(f"{data.name}: rows from {start}, and it has {len(data.samples)}")
+    cut = slice(start, end)
+    return replace(
+        data,
+        samples=data.samples[cut],
+        labels=None if data.labels is None else data.labels[cut],
+        times=None if data.times is None else data.times[cut],
+    )
 
 
 def from_simulation(name: str, simulation: Simulation, channels: tuple[str, ...]) -> Dataset:
@@ -186,16 +209,3 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: {e.strerror}") from None
-
-
-def _seconds(table: Table, row: int, column: str, value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(value.strip()).timestamp()
-    except ValueError:
-        raise table.error(
-            row, column, f"{value!r} is neither seconds nor an ISO 8601 time"
-        ) from None

@@ -43,6 +43,7 @@ from edgewatch.export.datasets import (
     from_simulation,
     load_csv,
     load_npy,
+    rows_of,
     split,
 )
 from edgewatch.export.detectors import build
@@ -76,12 +77,20 @@ class Trained:
 def load_data(config: TrainConfig) -> Dataset:
     source, spec = config.data, config.features
     if isinstance(source, CsvData):
-        return load_csv(
-            source.path, spec.channels, source.delimiter, source.timestamp, source.label
+        data = load_csv(
+            source.path,
+            spec.channels,
+            source.delimiter,
+            source.timestamp,
+            source.label,
+            source.columns,
+            source.time_order,
         )
-    if isinstance(source, NpyData):
-        return load_npy(source.path, spec.channels)
-    return _simulate(source, spec)
+    elif isinstance(source, NpyData):
+        data = load_npy(source.path, spec.channels, source.columns)
+    else:
+        return _simulate(source, spec)
+    return rows_of(data, source.rows)
 
 
 def _simulate(source: SimulatedData, spec: FeatureSpec) -> Dataset:

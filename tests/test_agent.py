@@ -33,7 +33,13 @@ KERNELS = 'edgewatch_kernels_info{{form="{}"}}'
 
 class AgentProcess:
     def __init__(
-        self, tmp_path: Path, body: str, bundle: Path, name: str = "agent", model: str = ""
+        self,
+        tmp_path: Path,
+        body: str,
+        bundle: Path,
+        name: str = "agent",
+        model: str = "",
+        top: str = "",
     ) -> None:
         self.http = free_port()
         self.folder = tmp_path
@@ -42,7 +48,7 @@ class AgentProcess:
             f'site = "plant"\ndevice = "gw1"\n'
             f'spool.path = "{tmp_path / "spool.sqlite"}"\n'
             f'feedback_db = "{tmp_path / "feedback.sqlite"}"\n'
-            f"http.port = {self.http}\n"
+            f"http.port = {self.http}\n{top}"
             f'[model]\nbundle = "{bundle}"\n{model}'
             "[decision]\nwarmup_windows = 5\nn = 3\nm = 5\ncooldown_s = 0\n" + body
         )

@@ -32,12 +32,15 @@ def test_the_example_config_is_accepted_and_uses_every_section(capsys, tmp_path,
     key.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes_raw())
     monkeypatch.setenv("EDGEWATCH_MODEL__PUBLIC_KEY", str(key))
     assert main(["check-config", str(EXAMPLE)]) == 0
-    assert "ok: 3 sources, 3 sinks" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok: 3 sources, 3 sinks" in out and "1 machines learn on site" in out
     config = load_config(EXAMPLE)
     assert config.model.public_key == key
     assert {s.type for s in config.sources} == {"serial", "mqtt", "replay"}
     assert config.topics == "edgewatch/plant-a/gateway-7/"
     assert config.decision.gate is not None and config.http.host == "127.0.0.1"
+    assert [m.name for m in config.machines] == ["fans", "pumps"]
+    assert config.machines[0].decision.warning == 2.5 and config.machines[0].decision.n == 3
 
 
 def test_the_readme_config_is_accepted_once_its_files_exist(tmp_path, monkeypatch):

@@ -193,3 +193,41 @@ def test_capacity_is_measured_for_the_sensor_described():
 def test_bench_refuses_a_sensor_it_cannot_build_before_measuring(capsys, argv, message):
     assert main(["bench", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_evaluate_takes_many_files_per_label_npy_too_with_per_group_figures(tmp_path, capsys):
+    process_csv(tmp_path / "history.csv", 1, [])
+    (tmp_path / "train.toml").write_text(
+        f"""name = "pump"
+[data]
+type = "csv"
+path = "history.csv"
+[features]
+kind = "process"
+channels = {json.dumps(list(PROCESS_CHANNELS))}
+[model]
+kind = "pca_t2q"
+"""
+    )
+    assert main(["train", str(tmp_path / "train.toml"), "-o", str(tmp_path / "b"), "-q"]) == 0
+    for seed in (3, 4):
+        process_csv(tmp_path / f"healthy{seed}.csv", seed, [])
+    faulty = simulate_process(1800, 5, [Fault(kind="step", start=0, end=1800, severity=6)])
+    np.save(tmp_path / "faulty.npy", faulty.rows)
+    argv = ["evaluate", "--bundle", str(tmp_path / "b"), "--normal"]
+    argv += [str(tmp_path / "healthy3.csv"), str(tmp_path / "healthy4.csv")]
+    argv += ["--anomalous", str(tmp_path / "faulty.npy"), "--at-far", "0.02", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    groups = {g["group"]: g for g in result["groups"]}
+    assert set(groups) == {"healthy3.csv", "healthy4.csv", "faulty.npy"}
+    assert groups["faulty.npy"]["anomalous"] == 1800 and groups["faulty.npy"]["recall"] > 0.5
+    assert groups["healthy3.csv"]["far"] < 0.1 and groups["healthy3.csv"]["expected_far"] == 0.01
+    assert result["pooled"]["roc_auc"] > 0.9 and result["pooled"]["recall_at_far"] > 0.5
+    assert main(argv[:-1]) == 0
+    assert "recall @ 2.0% FAR" in capsys.readouterr().out
+    assert (
+        main(["evaluate", "--bundle", str(tmp_path / "b"), "--data", str(tmp_path / "faulty.npy")])
+        == 2
+    )
+    assert "give it as --normal or --anomalous" in capsys.readouterr().err

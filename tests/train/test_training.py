@@ -17,7 +17,7 @@ from edgewatch.agent.cli import main
 from edgewatch.agent.model import sequences
 from edgewatch.agent.scorer import Scorer
 from edgewatch.export.config import ConfigError, load_config, parse_config
-from edgewatch.export.datasets import DataError, features, load_csv, load_npy, split
+from edgewatch.export.datasets import DataError, features, load_csv, load_npy, rows_of, split
 
 PROCESS = """
 name = "pump"
@@ -97,7 +97,7 @@ def test_csv_sniffs_delimiters_and_parses_times(tmp_path):
     [
         ("t,x\n0,1\n1,oops\n", {}, "line 3, column 'x': 'oops' is not a number"),
         ("t,x\n0,1\n1,2,3\n", {}, "line 3 has 3 fields"),
-        ("time,x\n1,1\n0,2\n", {}, "line 3: time goes back in time"),
+        ("time,x\n1,1\n0,2\n", {}, r"line 3, column 'time': goes back in time \(time_order"),
         ("t,x\n0,1\n", {"channels": ("y",)}, "no column 'y'"),
         ("t,x,l\n0,1,2\n", {"label": "l"}, "labels must be 0 or 1"),
         ("t,x\n0,nan\n", {}, "is not finite"),
@@ -312,3 +312,30 @@ validation = 0.3
     manifest = verify_bundle(tmp_path / "fan.tar").manifest
     assert "ch0.env_bpfo" in manifest.feature_names and manifest.model.width == 84
     assert manifest.training.metrics["recall"] > 0.9 and manifest.training.metrics["far"] < 0.05
+
+
+def test_data_can_pick_columns_and_rows_and_take_times_that_go_back(tmp_path):
+    path = tmp_path / "run.csv"
+    path.write_text("time,a,b,label\n0,1,10,0\n2,2,20,0\n1,3,30,1\n3,4,40,0\n")
+    data = load_csv(path, ("x",), columns=("b",), label="label", time_order="sort")
+    assert data.samples[:, 0].tolist() == [10, 30, 20, 40] and data.labels.tolist() == [0, 1, 0, 0]
+    dropped = load_csv(path, ("x", "y"), columns=("b", "a"), time_order="drop")
+    assert dropped.samples.tolist() == [[10, 1], [20, 2], [40, 4]]
+    assert rows_of(dropped, (1, 3)).times.tolist() == [2, 3]
+    with pytest.raises(DataError, match="rows from 5, and it has 3"):
+        rows_of(dropped, (5, 9))
+    np.save(tmp_path / "w.npy", np.arange(12.0).reshape(4, 3))
+    assert load_npy(tmp_path / "w.npy", ("x",), columns=(2,)).samples[:, 0].tolist() == [
+        2,
+        5,
+        8,
+        11,
+    ]
+    with pytest.raises(DataError, match=r"columns \[3\], and it has 3"):
+        load_npy(tmp_path / "w.npy", ("x",), columns=(3,))
+    with pytest.raises(ConfigError, match="the end must come after the start"):
+        parse_config(
+            PROCESS.replace('type = "simulate"', 'type = "npy"\npath = "w.npy"\nrows = [5, 5]')
+            .replace("duration = 3600\nseed = 1\n", "")
+            .replace('faults = [{kind = "step", start = 3000, end = 3600, severity = 3}]\n', "")
+        )
