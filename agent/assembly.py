@@ -86,17 +86,29 @@ class Assembly:
 
 
 def replaying(
-    site: str, bundle: Path, decision: Decision, source: dict[str, Any], sink: dict[str, Any]
+    site: str,
+    bundle: Path | None,
+    decision: Decision,
+    source: dict[str, Any],
+    sink: dict[str, Any],
+    learn: dict[str, Any] | None = None,
 ) -> AgentConfig:
     """The config of an agent that plays one recording (``source``: a replay source's fields
-    but its type) into ``sink``, scoring with the bundle at ``bundle``: what ``replay`` and
-    the demo run. ``ConfigError`` says what is wrong with it."""
+    but its type) into ``sink``, scoring with the bundle at ``bundle``, or learning on site as
+    ``learn`` says (a machine's ``learn``, ``features`` and ``learning_dir``): what ``replay``
+    and the demo run. ``ConfigError`` says what is wrong with it."""
+    learning = learn or {}
+    machine = {k: v for k, v in learning.items() if k != "learning_dir"}
     return validate(
         {
             "site": site,
             "device": "replay",
             "model": {"bundle": bundle, "watch": False},
             "decision": decision,
+            "machines": [{"name": "replay", "devices": [source["device"]], **machine}]
+            if learn
+            else [],
+            **({"learning_dir": learning["learning_dir"]} if "learning_dir" in learning else {}),
             "sources": [{"type": "replay", **source}],
             "sinks": [sink],
         }
@@ -141,9 +153,11 @@ def _mqtt_source(config: MqttSource, index: int, parts: Wiring, to: Pipeline) ->
 
 
 def _replay_source(config: ReplaySource, index: int, parts: Wiring, to: Pipeline) -> Source:
-    samples = load_recording(config.path, config.channels)
+    recording = load_recording(config.path, config.channels, config.timestamps, config.time_order)
+    if config.rows is not None:
+        recording = recording.cut(*config.rows)
     return ReplayReader(
-        samples,
+        recording,
         config.device,
         config.channels,
         config.sample_rate,
@@ -174,9 +188,12 @@ def assemble(
     subscriptions: dict[str, Callable[[bytes], None]] | None = None,
     record: Recorder | None = None,
     sinks: Sequence[Sink] = (),
+    inline_learning: bool = False,
 ) -> Assembly:
     """The parts ``config`` names, and the pipeline between them, scoring with ``model`` (or
-    waiting for one to be swapped in). ``sinks`` are added to the configured ones."""
+    waiting for one to be swapped in). ``sinks`` are added to the configured ones. With
+    ``inline_learning`` a baseline is fitted as soon as it is complete, on the pipeline's
+    thread, as a replay wants; else on a thread of its own."""
     registry = registry or Registry()
     wiring = Wiring(config, registry, supervisor or Supervisor(registry), subscriptions or {})
     outputs = [SINKS[sink.type](sink, wiring) for sink in config.sinks] + list(sinks)
@@ -201,6 +218,7 @@ def assemble(
             forwarder.status if forwarder is not None else _log_status,
             config.model.threads,
             config.max_devices,
+            inline=inline_learning,
         )
         learner.export_metrics(registry)
     decoders = DecoderMetrics(registry)

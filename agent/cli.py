@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgewatch.agent import commands as commands_
+from edgewatch.agent import offline
 
 Handler = Callable[[argparse.Namespace], int]
 TOOLS = ("demo", "train", "evaluate", "bench", "simulate")
@@ -60,6 +61,7 @@ def _parser() -> tuple[argparse.ArgumentParser, "argparse._SubParsersAction[Any]
     check.add_argument("file", type=Path, help="the agent config (TOML)")
     check.set_defaults(handler=_check_config)
     commands_.add(commands)
+    offline.add(commands)
     return parser, commands
 
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 from pydantic import (
     AfterValidator,
     Field,
+    NonNegativeInt,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -27,9 +28,10 @@ from pydantic import (
 )
 
 from edgewatch.agent.decision_settings import Decision, Gate, Name, Settings
-from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.features import ChannelName, FeatureSpec
 from edgewatch.agent.onsite.settings import Learning
 from edgewatch.agent.schema import problems
+from edgewatch.agent.table import TimeOrder
 
 ENV_PREFIX = "EDGEWATCH_"
 CREDENTIALS = "CREDENTIALS_DIRECTORY"
@@ -107,7 +109,7 @@ class Broker(Settings):
 
 class _Source(Settings):
     device: Name
-    channels: tuple[Name, ...] = Field(min_length=1, max_length=256)
+    channels: tuple[ChannelName, ...] = Field(min_length=1, max_length=256)
     sample_rate: float = Field(gt=0, le=10_000_000)
 
 
@@ -143,13 +145,22 @@ class ReplaySource(_Source):
     type: Literal["replay"]
     path: Path
     speed: float | Literal["max"] = 1.0
-    # The time of the first sample, in seconds since the epoch; by default, when it starts.
+    # The time of the first sample, in seconds since the epoch; by default the file's own (its
+    # timestamp column), else when it starts.
     start_ts: float | None = None
+    # Time the rows by the file's timestamp column, gaps and all; false spaces them evenly at
+    # sample_rate. A time that goes back: "error" refuses the file, "sort" or "drop" take it.
+    timestamps: bool = True
+    time_order: TimeOrder = "error"
+    # Rows [start, end) of the file (after time ordering), when not all of them.
+    rows: tuple[NonNegativeInt, NonNegativeInt] | None = None
 
     @model_validator(mode="after")
     def _speed(self) -> Self:
         if self.speed != "max" and not 0 < float(self.speed) <= 10_000:
             raise ValueError("speed must be above 0 and at most 10000, or 'max'")
+        if self.rows is not None and self.rows[1] <= self.rows[0]:
+            raise ValueError(f"rows {list(self.rows)}: the end must come after the start")
         return self
 
 

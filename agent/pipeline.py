@@ -71,6 +71,8 @@ class Pipeline:
         self.inbox: queue.SimpleQueue[tuple[Block, float]] = queue.SimpleQueue()
         self.router = router or Router((), True, max_devices)
         self.learner: Learner | None = None
+        # Given each batch's outcome, its scores: what `replay --scores` prints.
+        self.on_round: Callable[[Round], None] | None = None
         self.lanes: dict[str, Lane] = {}
         self._swaps: dict[str, Model] = {}
         self._swap_lock = threading.Lock()
@@ -194,6 +196,8 @@ class Pipeline:
             self.fanout.write(records)
         for route in self.router.evicted():
             self._forget(route)
+        if self.on_round is not None:
+            self.on_round(done)
         return done
 
     def _lane(self, lane: Lane, blocks: list[Block], done: Round, records: list[Record]) -> None:

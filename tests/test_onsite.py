@@ -1,6 +1,8 @@
 """On-site learning as the gateway runs it: NumPy detectors written as ONNX without the onnx
 package, the calibrated scale's fitted tail, and the learner's promises on new normal data."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -133,3 +135,30 @@ def _record(folder):  # type: ignore[no-untyped-def]
     spec = folder / "features.toml"
     spec.write_text('kind = "record"\n')
     return spec
+
+
+@pytest.mark.integration
+def test_replay_learns_on_site_then_prints_every_rows_score_at_the_files_own_times(tmp_path):
+    data = tmp_path / "pump.csv"
+    rows = _normal(900, 8)
+    rows[700:] += 40.0  # a fault in the last rows
+    times = [1_700_000_000 + i + (100 if i >= 500 else 0) for i in range(900)]  # a gap at 500
+    lines = ["ts," + ",".join(SPEC.channels)]
+    lines += [f"{t}," + ",".join(map(str, r)) for t, r in zip(times, rows, strict=True)]
+    data.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "replay.toml"
+    channels = json.dumps(list(SPEC.channels))
+    decision = "[decision]\nwarmup_windows = 0\nn = 2\nm = 2\n"
+    config.write_text(f'{decision}[features]\nkind = "record"\nchannels = {channels}\n')
+    out = edgewatch("replay", "--data", data, "--learn", "400", "--scores", "--config", config)
+    printed = [json.loads(line) for line in out.stdout.splitlines()]
+    scores = [p for p in printed if "score" in p and "alert_id" not in p]
+    alerts = [p for p in printed if "alert_id" in p]
+    assert len(scores) == 500 and scores[0]["ts"] == times[400] and scores[-1]["ts"] == times[-1]
+    assert scores[100]["ts"] == times[500] == scores[99]["ts"] + 101
+    assert alerts[0]["state"] == "raised" and alerts[0]["started_at"].startswith("2023-11-14T22:")
+    assert '"event": "learned"' in out.stderr and "900 samples, 500 scored" in out.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[decision]\nn = 9\nm = 2\n")
+    refused = edgewatch("replay", "--data", data, "--learn", "400", "--config", bad, check=False)
+    assert refused.returncode == 2 and "n (9) of m (2)" in refused.stderr

@@ -16,7 +16,12 @@ from edgewatch.agent.config import Broker, MqttSource, SerialSource
 from edgewatch.agent.framing import encode_block, encode_frame
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.sources.mqtt import MqttReader
-from edgewatch.agent.sources.replay import RecordingError, ReplayReader, load_recording
+from edgewatch.agent.sources.replay import (
+    Recording,
+    RecordingError,
+    ReplayReader,
+    load_recording,
+)
 from edgewatch.agent.sources.serial import SerialReader
 from edgewatch.agent.supervisor import Supervisor
 from tests.conftest import wait_for
@@ -269,7 +274,8 @@ def test_replay_paces_blocks_on_its_clock(speed, waits):
     blocks = Collected()
     clock = FakeClock()
     samples = np.arange(2000, dtype=np.float32).reshape(2, 1000)
-    reader = ReplayReader(samples, "m", ("a", "b"), 100.0, speed, blocks, clock, start_ts=50.0)
+    recording = Recording(samples)
+    reader = ReplayReader(recording, "m", ("a", "b"), 100.0, speed, blocks, clock, start_ts=50.0)
     reader.run(threading.Event())
     assert [b.ts for b in blocks] == [50.0 + i / 10 for i in range(100)]
     np.testing.assert_array_equal(np.concatenate([b.samples for b in blocks], axis=1), samples)
@@ -279,10 +285,32 @@ def test_replay_paces_blocks_on_its_clock(speed, waits):
         assert len(clock.slept) == 99 and np.allclose(clock.slept, waits)
 
 
+def test_a_recording_is_timed_by_its_own_times_gaps_and_all(tmp_path):
+    path = tmp_path / "run.csv"
+    path.write_text("time,a\n100,1\n101,2\n102,3\n110,4\n111,5\n109,6\n")
+    with pytest.raises(RecordingError, match="line 7, column 'time': goes back in time"):
+        load_recording(path, ["a"])
+    recording = load_recording(path, ["a"], time_order="drop")
+    assert recording.times.tolist() == [100, 101, 102, 110, 111]
+    blocks = Collected()
+    ReplayReader(recording, "m", ("a",), 1.0, "max", blocks).run(threading.Event())
+    assert [(b.ts, b.samples.shape[1]) for b in blocks] == [
+        (100, 1),
+        (101, 1),
+        (102, 1),
+        (110, 1),
+        (111, 1),
+    ]
+    ten_hz = ReplayReader(recording, "m", ("a",), 1.0, "max", blocks, start_ts=0.0)
+    assert ten_hz.times.tolist() == [0, 1, 2, 10, 11]
+    assert load_recording(path, ["a"], time_order="sort").samples.tolist() == [[1, 2, 3, 6, 4, 5]]
+    assert load_recording(path, ["a"], timestamps=False).times is None
+
+
 def test_recordings_are_read_by_channel_name_and_refused_clearly(tmp_path):
     good = tmp_path / "skab.csv"
     good.write_text("datetime;b;a;anomaly\n2020-01-01;1;2;0\n2020-01-01;3;4;1\n")
-    assert load_recording(good, ["a", "b"]).tolist() == [[2, 4], [1, 3]]
+    assert load_recording(good, ["a", "b"]).samples.tolist() == [[2, 4], [1, 3]]
     np.save(tmp_path / "r.npy", np.ones((5, 3)))
     cases = [
         (good, ["a", "c"], "no column 'c'; the header has ['datetime', 'b', 'a', 'anomaly']"),

@@ -72,8 +72,12 @@ class Learner:
         threads: int = 1,
         max_devices: int = 1000,
         clock: Callable[[], float] = time.monotonic,
+        inline: bool = False,
     ) -> None:
+        """``inline``: fit a complete baseline at once, on the caller's thread (a replay's),
+        instead of on the fitting thread."""
         self.folder, self.metrics, self.threads = folder, metrics, threads
+        self.inline = inline
         self.install, self.report, self.clock = install, report, clock
         self.max_devices = max_devices
         self._streams: dict[str, Streams] = {}
@@ -119,12 +123,17 @@ class Learner:
                 keep &= ~idle.idle(part.data)
             device.baseline.add(part.ends[keep], part.rows[keep])
         now = self.clock()
-        if device.baseline.complete:
+        complete = device.baseline.complete
+        if complete or now - device.saved_at >= SAVE_EVERY_S:
+            self._save(route.device, device, now)
+        if complete:
             with self._lock:
                 device.state = "fitting"
-            self._jobs.put((route, device.baseline.matrix().copy()))
-        if device.baseline.complete or now - device.saved_at >= SAVE_EVERY_S:
-            self._save(route.device, device, now)
+            job = (route, device.baseline.matrix().copy())
+            if self.inline:
+                self.fit(*job)
+            else:
+                self._jobs.put(job)
         return batch.dropped
 
     def hand_over(self, route: Route, to: Streams) -> None:

@@ -1,14 +1,18 @@
 """A recorded file played back as a sensor: at real time, ``speed`` times faster, or flat out.
 
-CSV files need a header naming the channels (other columns, such as a timestamp or a label, are
-ignored; the delimiter is one of ``,`` ``;`` or a tab); NPY files hold ``[samples, channels]``.
-Blocks of ``BLOCK_S`` of signal are handed over on the schedule of an injectable clock, so tests
-play hours of data in no time.
+CSV files need a header naming the channels (other columns, such as a label, are ignored; the
+delimiter is one of ``,`` ``;`` or a tab); NPY files hold ``[samples, channels]``. A CSV file's
+timestamp column (the first named like one: ``timestamp``, ``time``, ...; seconds or ISO 8601)
+times its rows, gaps and all, unless told to space them evenly at the sample rate; a time that
+goes back refuses the file, or is sorted, or its row dropped (``time_order``). Blocks of
+``BLOCK_S`` of signal, cut at every gap, are handed over on the schedule of an injectable clock,
+so tests play hours of data in no time.
 """
 
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -17,7 +21,7 @@ import numpy as np
 from edgewatch.agent.clock import Clock, Pacer
 from edgewatch.agent.framing import Block
 from edgewatch.agent.sources import Offer
-from edgewatch.agent.table import TableError, read_table
+from edgewatch.agent.table import TableError, TimeOrder, read_table
 
 BLOCK_S = 0.1
 
@@ -26,8 +30,28 @@ class RecordingError(ValueError):
     """A file that cannot be replayed, and why."""
 
 
-def load_recording(path: Path, channels: Sequence[str]) -> np.ndarray:
-    """``[channels, samples]`` float32 from a CSV or NPY file."""
+@dataclass(frozen=True)
+class Recording:
+    """``samples[channels, n]`` float32, and each sample's time in seconds when the file
+    has them."""
+
+    samples: np.ndarray
+    times: np.ndarray | None = None
+
+    def cut(self, start: int, end: int) -> "Recording":
+        """Samples ``[start, end)``; ``RecordingError`` when none are left."""
+        if start >= self.samples.shape[1]:
+            raise RecordingError(f"rows from {start}, and it has {self.samples.shape[1]}")
+        times = None if self.times is None else self.times[start:end]
+        return Recording(self.samples[:, start:end], times)
+
+
+def load_recording(
+    path: Path, channels: Sequence[str], timestamps: bool = True, time_order: TimeOrder = "error"
+) -> Recording:
+    """The ``channels`` of a CSV or NPY file, with its times when ``timestamps`` is set and it
+    has a timestamp column."""
+    times = None
     try:
         if path.suffix == ".npy":
             data = np.load(path, allow_pickle=False)
@@ -39,8 +63,12 @@ def load_recording(path: Path, channels: Sequence[str]) -> np.ndarray:
             rows = data.astype(np.float32)
         else:
             table = read_table(path)
+            order = np.arange(len(table.rows))
+            column = table.timestamp() if timestamps else None
+            if column is not None:
+                order, times = table.in_time_order(column, time_order)
             columns = [table.numbers(c, finite=False) for c in channels]
-            rows = np.column_stack(columns).astype(np.float32)
+            rows = np.column_stack(columns).astype(np.float32)[order]
     except TableError as e:
         raise RecordingError(str(e)) from None
     except OSError as e:
@@ -55,7 +83,7 @@ def load_recording(path: Path, channels: Sequence[str]) -> np.ndarray:
         raise RecordingError(
             f"{path}: row {int(np.argwhere(~np.isfinite(rows))[0, 0])}: NaN or inf"
         )
-    return np.ascontiguousarray(rows.T)
+    return Recording(np.ascontiguousarray(rows.T), times)
 
 
 def recording_channels(path: Path) -> tuple[str, ...]:
@@ -80,11 +108,13 @@ def recording_channels(path: Path) -> tuple[str, ...]:
 
 
 class ReplayReader:
-    """Plays ``samples[channels, n]`` as ``device``, from time ``start_ts`` (default: now)."""
+    """Plays ``recording`` as ``device``. Its samples are timed by the recording's times, moved
+    to start at ``start_ts`` if given; or, without times, spaced at ``sample_rate`` from
+    ``start_ts`` (default: now)."""
 
     def __init__(
         self,
-        samples: np.ndarray,
+        recording: Recording,
         device: str,
         channels: Sequence[str],
         sample_rate: float,
@@ -93,20 +123,42 @@ class ReplayReader:
         clock: Clock | None = None,
         start_ts: float | None = None,
     ) -> None:
-        self.samples, self.device, self.channels = samples, device, tuple(channels)
+        self.samples, self.device, self.channels = recording.samples, device, tuple(channels)
         self.sample_rate, self.speed, self.offer = sample_rate, speed, offer
         self.clock = clock
-        self.start_ts = time.time() if start_ts is None else start_ts
+        times = recording.times
+        if times is None:
+            first = time.time() if start_ts is None else start_ts
+            times = first + np.arange(self.samples.shape[1]) / sample_rate
+        elif start_ts is not None:
+            times = times - times[0] + start_ts
+        self.times = times
         self.block = max(1, round(sample_rate * BLOCK_S))
         self.done = threading.Event()
 
+    def blocks(self) -> list[tuple[int, int]]:
+        """``[start, end)`` of each block: ``BLOCK_S`` of samples at most, cut wherever the
+        time between two samples is not one sample period (a gap, or a rate of its own).
+
+        >>> rec = Recording(np.zeros((1, 6), np.float32), np.array([0, 1, 2, 10, 11, 12.0]))
+        >>> ReplayReader(rec, "d", ["x"], 1.0, "max", print).blocks()
+        [(0, 3), (3, 6)]
+        """
+        period = 1.0 / self.sample_rate
+        gaps = np.flatnonzero(np.abs(np.diff(self.times) - period) > 0.5 * period) + 1
+        cuts = sorted({*range(0, self.samples.shape[1], self.block), *gaps.tolist()})
+        return list(zip(cuts, [*cuts[1:], self.samples.shape[1]], strict=True))
+
     def run(self, stop: threading.Event) -> None:
         pacer = Pacer(None if self.speed == "max" else self.speed, self.clock)
-        for start in range(0, self.samples.shape[1], self.block):
+        first = float(self.times[0])
+        for start, end in self.blocks():
             if stop.is_set():
                 break
-            pacer.wait(start / self.sample_rate)
-            ts = self.start_ts + start / self.sample_rate
-            chunk = self.samples[:, start : start + self.block]
-            self.offer(Block(self.device, ts, self.sample_rate, chunk, self.channels))
+            pacer.wait(float(self.times[start]) - first)
+            chunk = self.samples[:, start:end]
+            block = Block(
+                self.device, float(self.times[start]), self.sample_rate, chunk, self.channels
+            )
+            self.offer(block)
         self.done.set()

@@ -18,7 +18,7 @@ def test_the_agent_computes_the_features_training_computes_from_the_same_file(
     spec = verify_bundle(waveform_bundle).manifest.feature_spec
     offline = features(spec, load_csv(path)).rows
     pipe = pipeline(waveform_bundle)
-    samples = load_recording(path, spec.channels)
+    samples = load_recording(path, spec.channels).samples
     rounds = [pipe.process([b]) for b in blocks_of(samples, sizes=(100, 2000, 37, 512))]
     online = np.concatenate([part.rows for rnd in rounds for part in rnd.parts])
     assert online.shape == offline.shape
