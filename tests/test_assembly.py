@@ -48,7 +48,7 @@ def test_every_type_in_one_config_builds_every_part(tmp_path):
     kinds = [type(source) for source in parts.sources]
     assert kinds == [SerialReader, MqttReader, ReplayReader]
     replay = parts.sources[2]
-    assert isinstance(replay, ReplayReader) and replay.start_ts == 5.0
+    assert isinstance(replay, ReplayReader) and replay.times[0] == 5.0
     assert [type(sink) for sink in parts.pipeline.fanout.sinks] == [Spooled, Lines, Lines]
     assert parts.spool is not None and parts.forwarder is not None and parts.pipeline.model is None
     metrics = parts.registry.render()

@@ -236,38 +236,44 @@ bundle = "{broken}"
     subscriber = Subscriber(broker.port, ROOT + "#")
     top = f'learning_dir = "{tmp_path / "learned"}"\n'
     agent = AgentProcess(tmp_path, mqtt_body(broker.port) + machines, bundles["fan"], top=top)
+    try:
 
-    def health() -> dict[str, object]:
-        code, body = agent.get("/healthz")
-        return json.loads(body) if code else {}
+        def health() -> dict[str, object]:
+            code, body = agent.get("/healthz")
+            return json.loads(body) if code else {}
 
-    wait_for(lambda: health().get("model") == "fan:1", what="the default model")
-    assert agent.get("/healthz")[0] == 503
-    health = health()
-    assert health["model"] == "fan:1" and health["waiting_for_bundle"] == ["machine:presses"]
-    refused = 'edgewatch_model_reloads_total{lane="machine:presses",result="refused"}'
-    assert agent.metric(refused) == 1
+        wait_for(lambda: health().get("model") == "fan:1", what="the default model")
+        assert agent.get("/healthz")[0] == 503
+        health = health()
+        assert health["model"] == "fan:1" and health["waiting_for_bundle"] == ["machine:presses"]
+        refused = 'edgewatch_model_reloads_total{lane="machine:presses",result="refused"}'
+        assert agent.metric(refused) == 1
 
-    url = f"mqtt://127.0.0.1:{broker.port}/sensors/pump-1"
-    simulate("--to", url, "--kind", "process", "--duration", "400", "--device", "pump-1",
-             "--block", "10")  # fmt: skip
+        url = f"mqtt://127.0.0.1:{broker.port}/sensors/pump-1"
+        simulate("--to", url, "--kind", "process", "--duration", "400", "--device", "pump-1",
+                 "--block", "10")  # fmt: skip
 
-    def events() -> list[dict[str, object]]:
-        return [p for p in subscriber.payloads("status") if isinstance(p, dict)]
+        def events() -> list[dict[str, object]]:
+            return [p for p in subscriber.payloads("status") if isinstance(p, dict)]
 
-    wait_for(lambda: any(e["event"] == "learned" for e in events()), 30, "pump-1 learned")
-    events = events()
-    learned = next(e for e in events if e["event"] == "learned")
-    assert learned["device"] == "pump-1" and learned["rows"] >= 200
-    assert any(e["event"] == "learning" and e["device"] == "pump-1" for e in events)
-    simulate("--to", f"mqtt://127.0.0.1:{broker.port}/sensors/fan-3", "--duration", "1",
-             "--device", "fan-3")  # fmt: skip
-    simulate("--to", url, "--kind", "process", "--duration", "60", "--device", "pump-1",
-             "--block", "10", "--seed", "1")  # fmt: skip
-    wait_for(lambda: agent.metric('edgewatch_device_windows_scored_total{device="pump-1"}') > 0)
-    wait_for(lambda: agent.metric('edgewatch_device_windows_scored_total{device="fan-3"}') == 49)
-    health = json.loads(agent.get("/healthz")[1])
-    assert set(health["lanes"]) == {"default", "device:pump-1"}
-    assert health["lanes"]["device:pump-1"].startswith("pump-1:")
-    assert (tmp_path / "learned" / "pump-1" / "bundle" / "manifest.json").exists()
-    assert agent.stop() == 0
+        wait_for(lambda: any(e["event"] == "learned" for e in events()), 30, "pump-1 learned")
+        events = events()
+        learned = next(e for e in events if e["event"] == "learned")
+        assert learned["device"] == "pump-1" and learned["rows"] >= 200
+        assert any(e["event"] == "learning" and e["device"] == "pump-1" for e in events)
+        simulate("--to", f"mqtt://127.0.0.1:{broker.port}/sensors/fan-3", "--duration", "1",
+                 "--device", "fan-3")  # fmt: skip
+        simulate("--to", url, "--kind", "process", "--duration", "60", "--device", "pump-1",
+                 "--block", "10", "--seed", "1")  # fmt: skip
+        wait_for(lambda: agent.metric('edgewatch_device_windows_scored_total{device="pump-1"}') > 0)
+        wait_for(
+            lambda: agent.metric('edgewatch_device_windows_scored_total{device="fan-3"}') == 49
+        )
+        health = json.loads(agent.get("/healthz")[1])
+        assert set(health["lanes"]) == {"default", "device:pump-1"}
+        assert health["lanes"]["device:pump-1"].startswith("pump-1:")
+        assert (tmp_path / "learned" / "pump-1" / "bundle" / "manifest.json").exists()
+        assert agent.stop() == 0
+    finally:
+        if agent.process.poll() is None:
+            agent.process.kill()

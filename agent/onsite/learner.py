@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 BUNDLE = "bundle"
 SAVE_EVERY_S = 30.0
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# A learned device stays until the pipeline swaps its model in (``hand_over``).
 State = Literal["learning", "fitting", "learned"]
 
 
@@ -87,8 +88,12 @@ class Learner:
         self.fits: Counter[str] = Counter()
 
     def resume(self, route: Route) -> Model | None:
-        """The model a device learned before, when its bundle is on disk and loads."""
+        """The model a device learned before, when its bundle is on disk and loads; None for
+        a device this learner knows (learning, fitting, or learned and about to be swapped
+        in)."""
         assert route.machine is not None
+        if route.device in self._devices:
+            return None
         path = self.folder / folder_name(route.device) / BUNDLE
         if not path.exists():
             return None
@@ -137,11 +142,13 @@ class Learner:
         return batch.dropped
 
     def hand_over(self, route: Route, to: Streams) -> None:
-        """Give a device that has learned its streaming state, to score on with."""
+        """Give a device whose learned model is now in use its streaming state, to score on
+        with, and let go of it."""
         assert route.machine is not None
         streams = self._streams.get(route.machine.name)
         if streams is not None:
             streams.hand_over(route.device, to)
+        self.forget(route.device)
 
     def forget(self, device: str) -> None:
         """Let go of a device's baseline in memory (it stays on disk)."""
@@ -222,9 +229,10 @@ class Learner:
             return
         self.fits["ok"] += 1
         thresholds = learned.manifest.thresholds
-        self.install(route, model)
         with self._lock:
-            self._devices.pop(route.device, None)
+            if (device := self._devices.get(route.device)) is not None:
+                device.state = "learned"
+        self.install(route, model)
         log.info("%s learned its normal from %d rows", route.device, len(rows))
         self.report(
             {

@@ -140,8 +140,9 @@ class ReplayReader:
         """``[start, end)`` of each block: ``BLOCK_S`` of samples at most, cut wherever the
         time between two samples is not one sample period (a gap, or a rate of its own).
 
-        >>> rec = Recording(np.zeros((1, 6), np.float32), np.array([0, 1, 2, 10, 11, 12.0]))
-        >>> ReplayReader(rec, "d", ["x"], 1.0, "max", print).blocks()
+        >>> times = np.array([0, 0.01, 0.02, 1, 1.01, 1.02])
+        >>> rec = Recording(np.zeros((1, 6), np.float32), times)
+        >>> ReplayReader(rec, "d", ["x"], 100.0, "max", print).blocks()
         [(0, 3), (3, 6)]
         """
         period = 1.0 / self.sample_rate

@@ -1,5 +1,6 @@
 """``edgewatch bench``: with no target, everything; or one of ``kernels``, ``fuzz``,
-``scoring`` and ``pipeline``. Each loads what it measures only when it runs."""
+``scoring``, ``pipeline``, ``learning`` and ``gateway``. Each loads what it measures only when
+it runs."""
 
 import argparse
 import json
@@ -53,6 +54,19 @@ def add(
     pipeline.add_argument("--json", action="store_true", help="print one JSON object")
     pipeline.add_argument("--rounds", type=int, default=3, help="capacity rounds (median)")
     pipeline.set_defaults(handler=guarded("bench pipeline", _pipeline))
+    learning = targets.add_parser(
+        "learning", help="on-site learning: fit time, CPU while learning, out-of-sample FAR"
+    )
+    learning.add_argument("--json", action="store_true", help="print one JSON object")
+    learning.add_argument("--rounds", type=int, default=3, help="timed rounds (median)")
+    learning.set_defaults(handler=guarded("bench learning", _learning))
+    gateway = targets.add_parser(
+        "gateway", help="ten simulated machines learning on site, then a day with faults"
+    )
+    gateway.add_argument("--json", action="store_true", help="print one JSON object")
+    gateway.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
+    gateway.add_argument("--seed", type=int, default=0, help="of the simulation (default 0)")
+    gateway.set_defaults(handler=guarded("bench gateway", _gateway))
 
 
 def _kernels(args: argparse.Namespace) -> int:
@@ -102,6 +116,22 @@ def _pipeline(args: argparse.Namespace) -> int:
     from edgewatch.export.bench import pipeline
 
     return _show(args, pipeline, pipeline.run(rounds=args.rounds))
+
+
+def _learning(args: argparse.Namespace) -> int:
+    if args.rounds < 1:
+        raise ValueError("--rounds must be at least 1")
+    from edgewatch.export.bench import learning
+
+    return _show(args, learning, learning.run(rounds=args.rounds))
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    if not 6 <= args.hours <= 24 * 30:
+        raise ValueError("--hours must be 6 to 720: an hour to learn, then faults from hour 4")
+    from edgewatch.export.bench import gateway
+
+    return _show(args, gateway, gateway.run(args.hours * 3600, args.seed))
 
 
 def _show(args: argparse.Namespace, bench: Any, result: dict[str, Any]) -> int:

@@ -8,6 +8,11 @@ length, ``(depth + c(leaf samples)) / (trees * c(max_samples))``; summed over tr
 
 scikit-learn compares float32 features with float64 thresholds. Rounding each threshold down to
 float32 keeps every comparison's outcome, so rows take the same paths as in scikit-learn.
+
+A forest isolates every row beyond the training data's range at the first splits, so all far
+anomalies get about the same path length. The score adds how far a row lies outside the
+training rows' box, feature by feature in units of each feature's range: zero inside it, so the
+forest alone orders the rows there, and growing without end outside.
 """
 
 import numpy as np
@@ -36,12 +41,31 @@ class IsolationForestDetector(NegatedSamples):
             max_features=p.max_features,
             random_state=p.seed,
         ).fit(float32_rows(inputs))
+        rows = float32_rows(inputs).astype(np.float64)
+        self.low, high = rows.min(axis=0), rows.max(axis=0)
+        self.span = np.where(high > self.low, high - self.low, 1.0)
+        self.high = high
+
+    def score(self, inputs: np.ndarray) -> np.ndarray:
+        rows = float32_rows(inputs).astype(np.float64)
+        outside = np.maximum(rows - self.high, 0) + np.maximum(self.low - rows, 0)
+        return super().score(inputs) + (outside / self.span).sum(axis=1)
 
     def to_onnx(self, width: int) -> onnx.ModelProto:
         if self.params.converter == "skl2onnx":
             # skl2onnx gives decision_function: score_samples minus offset_.
-            return from_sklearn(self.model, width, shift=-float(self.model.offset_))
-        return compact_forest(self.model, width)
+            forest = from_sklearn(self.model, width, shift=-float(self.model.offset_))
+        else:
+            forest = compact_forest(self.model, width)
+        g = Graph(width)
+        inside = g.embed(forest, "forest_")
+        x = g.as_double()
+        zero = g.const(np.array(0.0))
+        above = g.op("Max", g.op("Sub", x, g.const(self.high)), zero)
+        below = g.op("Max", g.op("Sub", g.const(self.low), x), zero)
+        outside = g.op("Div", g.op("Add", above, below), g.const(self.span))
+        beyond = g.op("ReduceSum", outside, g.const(np.array([1])), keepdims=0)
+        return g.model({"score": g.op("Add", g.op("Cast", inside, to=11), beyond)})
 
 
 def compact_forest(forest: IsolationForest, width: int) -> onnx.ModelProto:

@@ -1,7 +1,13 @@
-"""Detectors that skl2onnx converts as they are: One-Class SVM and Local Outlier Factor.
+"""Kernel and neighbour detectors: One-Class SVM and Local Outlier Factor.
 
-Both are scaled inside a scikit-learn Pipeline; their ``decision_function`` is positive for
-normal rows, so the score is its negation.
+Both are scaled inside a scikit-learn Pipeline. LOF's ``decision_function`` is positive for
+normal rows, so its score is the negation, and skl2onnx converts it as it is. The One-Class
+SVM's decision function, ``sum_i a_i K(x, s_i) - rho`` with an RBF kernel, levels off at
+``-rho`` away from its support vectors, so every far anomaly would score the same; its score is
+``log(rho) - log(sum_i a_i K(x, s_i))`` instead, a monotone function of the negated decision
+function, so it orders rows exactly as that does, and it keeps growing with the distance. Both
+the native score and the graph compute the log of the sum as a log-sum-exp, so it never
+underflows.
 """
 
 from abc import abstractmethod
@@ -16,7 +22,7 @@ from sklearn.svm import OneClassSVM
 
 from edgewatch.export.detectors.base import Detector, Progress, float32_rows, quiet
 from edgewatch.export.detectors.params import LofParams, OcsvmParams
-from edgewatch.export.onnxgraph import from_sklearn
+from edgewatch.export.onnxgraph import Graph, from_sklearn
 
 
 class _Converted(Detector):
@@ -42,6 +48,38 @@ class OcsvmDetector(_Converted):
 
     def _estimator(self) -> BaseEstimator:
         return OneClassSVM(nu=self.params.nu, gamma=self.params.gamma)
+
+    def _terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float]:
+        scaler, svm = self.model[0], self.model[-1]
+        return (
+            scaler.mean_,
+            scaler.scale_,
+            svm.support_vectors_.astype(np.float64),
+            np.log(svm.dual_coef_[0]),
+            float(svm._gamma),
+            float(svm.offset_[0]),
+        )
+
+    def score(self, inputs: np.ndarray) -> np.ndarray:
+        mean, scale, vectors, log_a, gamma, rho = self._terms()
+        z = (float32_rows(inputs).astype(np.float64) - mean) / scale
+        squared = (z * z).sum(axis=1)[:, None] - 2 * z @ vectors.T + (vectors**2).sum(axis=1)
+        terms = log_a - gamma * np.maximum(squared, 0.0)
+        top = terms.max(axis=1)
+        total = top + np.log(np.exp(terms - top[:, None]).sum(axis=1))
+        return np.log(rho) - total
+
+    def to_onnx(self, width: int) -> onnx.ModelProto:
+        mean, scale, vectors, log_a, gamma, rho = self._terms()
+        g = Graph(width)
+        z = g.standardize(g.as_double(), mean, scale)
+        norms = g.op("ReduceSum", g.op("Mul", z, z), g.const(np.array([1])), keepdims=1)
+        cross = g.op("MatMul", z, g.const(-2 * vectors.T))
+        squared = g.op("Add", g.op("Add", norms, cross), g.const((vectors**2).sum(axis=1)))
+        distance = g.op("Max", squared, g.const(np.array(0.0)))
+        terms = g.op("Sub", g.const(log_a), g.op("Mul", distance, g.const(np.array(gamma))))
+        total = g.op("ReduceLogSumExp", terms, axes=[1], keepdims=0)
+        return g.model({"score": g.op("Sub", g.const(np.array(np.log(rho))), total)})
 
 
 class LofDetector(_Converted):

@@ -68,6 +68,19 @@ def test_onnx_matches_native_and_ranks_anomalies_higher(spec, data):
         np.testing.assert_allclose(error, detector.feature_error(rows), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("spec", KINDS, ids=lambda s: "-".join(f"{v}" for v in s.values())[:60])
+def test_scores_keep_ordering_anomalies_far_past_the_threshold(spec, data):
+    train, normal, _ = data
+    detector = build(PARAMS.validate_python(spec))
+    detector.fit(train)
+    direction = np.random.default_rng(4).normal(size=WIDTH).astype(np.float32)
+    spread = train.std(axis=0)
+    far = np.stack([train.mean(axis=0) + k * spread * direction for k in (10, 100, 1000)])
+    (scores,) = onnx_scores(detector.to_onnx(WIDTH), far.astype(np.float32))
+    assert scores[0] > np.quantile(detector.score(normal), 0.99)
+    assert scores[0] < scores[1] < scores[2], scores
+
+
 def test_compact_forest_equals_score_samples_with_feature_subsets():
     rng = np.random.default_rng(3)
     train = rng.normal(size=(1000, 12)).astype(np.float32)
