@@ -8,9 +8,10 @@ computes in float64 like its graph, and scores higher for more anomalous rows:
 - ``pca_t2q``: Hotelling's T² in the principal subspace that keeps ``variance`` of the variance,
   and Q, the squared residual outside it, each divided by its 99th percentile on the fitting
   rows; the score is the larger, and each feature's share of Q explains it;
-- ``kmeans``: for machines with several operating regimes, k-means++ then Lloyd's iterations;
-  the distance to each centre is divided by that cluster's 95th-percentile radius, and the score
-  is the smallest ratio.
+- ``kmeans``: for machines with several operating regimes, k-means++ then Lloyd's iterations
+  on at most ``SAMPLE`` of the rows, until at most one row in ``1 / STABLE`` changes cluster
+  (or ``MAX_ITERATIONS``); the distance to each centre is divided by that cluster's
+  95th-percentile radius over all the rows, and the score is the smallest ratio.
 """
 
 from abc import ABC, abstractmethod
@@ -24,6 +25,8 @@ Kind = Literal["gaussian", "pca_t2q", "kmeans"]
 LIMIT_QUANTILE = 0.99
 RADIUS_QUANTILE = 0.95
 MAX_ITERATIONS = 100
+STABLE = 1e-4
+SAMPLE = 10_000
 
 
 class Detector(ABC):
@@ -152,29 +155,32 @@ class Kmeans(Detector):
         self.clusters = clusters
         self.seed = seed
 
-    def _fit(self, z: np.ndarray) -> None:
+    def _fit(self, rows: np.ndarray) -> None:
         rng = np.random.default_rng(self.seed)
+        sample = rng.choice(len(rows), SAMPLE, replace=False) if len(rows) > SAMPLE else None
+        z = rows if sample is None else rows[np.sort(sample)]
         k = min(self.clusters, len(z))
+        norms = (z * z).sum(axis=1)
         centres = z[[int(rng.integers(len(z)))]]
         while len(centres) < k:
-            nearest = _squared_distances(z, centres).min(axis=1)
+            nearest = _squared_distances(z, centres, norms).min(axis=1)
             total = float(nearest.sum())
             if total <= 0:
                 break
             centres = np.vstack([centres, z[rng.choice(len(z), p=nearest / total)]])
+        assigned = np.full(len(z), -1)
         for _ in range(MAX_ITERATIONS):
-            assigned = _squared_distances(z, centres).argmin(axis=1)
-            moved = np.array(
-                [
-                    z[assigned == c].mean(axis=0) if (assigned == c).any() else centres[c]
-                    for c in range(len(centres))
-                ]
-            )
-            if np.allclose(moved, centres, rtol=0, atol=1e-9):
+            moved = _squared_distances(z, centres, norms).argmin(axis=1)
+            if (moved != assigned).sum() <= STABLE * len(z):
                 break
-            centres = moved
+            assigned = moved
+            members = np.zeros((len(z), len(centres)))
+            members[np.arange(len(z)), assigned] = 1.0
+            counts = members.sum(axis=0)
+            sums = members.T @ z
+            centres = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres)
         self.centres = centres
-        distances = np.sqrt(_squared_distances(z, centres))
+        distances = np.sqrt(_squared_distances(rows, centres))
         assigned = distances.argmin(axis=1)
         self.radius = np.array(
             [
@@ -200,8 +206,12 @@ class Kmeans(Detector):
         return {"clusters": len(self.centres), "seed": self.seed}
 
 
-def _squared_distances(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """``[n, k]`` squared distances, without an ``[n, k, features]`` intermediate."""
-    squared = (z * z).sum(axis=1)[:, None] - 2 * z @ centres.T + (centres * centres).sum(axis=1)
+def _squared_distances(
+    z: np.ndarray, centres: np.ndarray, norms: np.ndarray | None = None
+) -> np.ndarray:
+    """``[n, k]`` squared distances, without an ``[n, k, features]`` intermediate; ``norms``,
+    each row's squared length, when already known."""
+    norms = (z * z).sum(axis=1) if norms is None else norms
+    squared = norms[:, None] - z @ (2 * centres.T) + (centres * centres).sum(axis=1)
     distances: np.ndarray = np.maximum(squared, 0.0)
     return distances
