@@ -80,6 +80,12 @@ class Pipeline:
         self.dropped: Counter[str] = Counter()
         self.registry = registry = registry or Registry()
         self.stream_metrics = StreamMetrics.of(registry)
+        self.scored_by_device: Counter[str] = Counter()
+        self._export_metrics(registry)
+        if model is not None:
+            self._use(DEFAULT, model)
+
+    def _export_metrics(self, registry: Registry) -> None:
         self.windows_scored = registry.counter("windows_scored_total", "Windows (or rows) scored")
         self.rejected = registry.counter(
             "pipeline_rejected_total", "Blocks and windows the pipeline refused", ("reason",)
@@ -93,7 +99,6 @@ class Pipeline:
         self.loop_lag = registry.gauge(
             "loop_lag_seconds", "How long the last batch's oldest block waited in the inbox"
         )
-        self.scored_by_device: Counter[str] = Counter()
         registry.collect(
             "counter",
             "device_windows_scored_total",
@@ -108,8 +113,6 @@ class Pipeline:
             ("lane", "name", "version", "sha256"),
             self._model_info,
         )
-        if model is not None:
-            self._use(DEFAULT, model)
 
     @property
     def model(self) -> Model | None:

@@ -24,6 +24,8 @@ from edgewatch.agent.bundle import (
 from edgewatch.agent.bundle_writer import digest, write_bundle
 from edgewatch.agent.calibration import (
     MIN_CALIBRATION_ROWS,
+    ScoreScale,
+    Thresholds,
     budget_thresholds,
     f1_thresholds,
     fit_scale,
@@ -145,22 +147,8 @@ def fit(
     width = len(spec.feature_names)
     tolerance = config.calibration.parity_tolerance
     model, native, exported, parity = export_checked(detector, width, x_valid, tolerance, progress)
-    normal = exported if y_valid is None else exported[y_valid == 0]
-    scale = fit_scale(normal)
-    budget = config.calibration.budget
-    if config.calibration.policy == "f1_optimal":
-        assert y_valid is not None
-        thresholds = f1_thresholds(scale, exported, y_valid, budget)
-    else:
-        thresholds = budget_thresholds(scale, normal, budget)
+    scale, thresholds = _calibrated(config, exported, y_valid, progress)
     parity = with_flips(parity, native, exported, thresholds.raw_warning)
-    for note in thin(thresholds, scale):
-        progress(f"warning: {note}")
-    progress(
-        f"calibration: warning {thresholds.warning:.2f} (FAR {thresholds.warning_far:.2%}), "
-        f"critical {thresholds.critical:.2f} (FAR {thresholds.critical_far:.2%}) on "
-        f"{thresholds.normal_rows} normal validation rows"
-    )
     metrics = {}
     if y_valid is not None and y_valid.any():
         metrics = point_metrics(exported, y_valid, thresholds.raw_warning)
@@ -192,6 +180,28 @@ def fit(
         files={MODEL_FILE: digest(model_bytes)},
     )
     return Trained(model, manifest)
+
+
+def _calibrated(
+    config: TrainConfig, exported: np.ndarray, labels: np.ndarray | None, progress: Progress
+) -> tuple[ScoreScale, Thresholds]:
+    """The score scale and thresholds from the validation rows' scores, said as progress."""
+    normal = exported if labels is None else exported[labels == 0]
+    scale = fit_scale(normal)
+    budget = config.calibration.budget
+    if config.calibration.policy == "f1_optimal":
+        assert labels is not None
+        thresholds = f1_thresholds(scale, exported, labels, budget)
+    else:
+        thresholds = budget_thresholds(scale, normal, budget)
+    for note in thin(thresholds, scale):
+        progress(f"warning: {note}")
+    progress(
+        f"calibration: warning {thresholds.warning:.2f} (FAR {thresholds.warning_far:.2%}), "
+        f"critical {thresholds.critical:.2f} (FAR {thresholds.critical_far:.2%}) on "
+        f"{thresholds.normal_rows} normal validation rows"
+    )
+    return scale, thresholds
 
 
 def _enough(config: TrainConfig, rows: int, fitting: int, calibrating: int) -> None:

@@ -80,17 +80,7 @@ def learn(
     settings = settings or Learning()
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     width = len(spec.feature_names)
-    if rows.ndim != 2 or rows.shape[1] != width:
-        raise LearningError(f"the baseline must be rows of {width} features, got {rows.shape}")
-    if not np.isfinite(rows).all():
-        raise LearningError("the baseline holds values that are not finite")
-    needed = settings.rows_needed()
-    if len(rows) < needed:
-        raise LearningError(
-            f"{len(rows)} baseline rows are too few: a {settings.detector} model needs at least "
-            f"{needed} (the later {settings.calibration:.0%} calibrate it, and calibration "
-            f"needs {MIN_CALIBRATION_ROWS})"
-        )
+    _check(rows, width, settings)
     cut = len(rows) - math.ceil(len(rows) * settings.calibration)
     fitting, held_back = rows[:cut], rows[cut:]
     fitted = detector(settings).fit(fitting)
@@ -134,6 +124,21 @@ def learn(
         files={MODEL_FILE: digest(model)},
     )
     return Learned(model, manifest, thin(thresholds, scale))
+
+
+def _check(rows: np.ndarray, width: int, settings: Learning) -> None:
+    """``LearningError`` unless ``rows`` are enough finite rows of ``width`` features."""
+    if rows.ndim != 2 or rows.shape[1] != width:
+        raise LearningError(f"the baseline must be rows of {width} features, got {rows.shape}")
+    if not np.isfinite(rows).all():
+        raise LearningError("the baseline holds values that are not finite")
+    needed = settings.rows_needed()
+    if len(rows) < needed:
+        raise LearningError(
+            f"{len(rows)} baseline rows are too few: a {settings.detector} model needs at least "
+            f"{needed} (the later {settings.calibration:.0%} calibrate it, and calibration "
+            f"needs {MIN_CALIBRATION_ROWS})"
+        )
 
 
 def _outputs(detector: Detector, width: int) -> tuple[Tensor, ...]:

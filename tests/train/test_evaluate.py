@@ -51,10 +51,10 @@ def process_csv(path, seed, faults):
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_train_on_csv_then_evaluate_with_a_report(tmp_path, capsys):
-    process_csv(tmp_path / "history.csv", 1, [Fault(kind="step", start=3000, end=3600, severity=3)])
-    process_csv(tmp_path / "new.csv", 7, [Fault(kind="drift", start=1800, end=2700, severity=6)])
-    (tmp_path / "train.toml").write_text(
+def trained(folder: Path, faults: list[Fault]) -> Path:
+    """A pca_t2q bundle trained on a simulated pump's history (its faults labelled)."""
+    process_csv(folder / "history.csv", 1, faults)
+    (folder / "train.toml").write_text(
         f"""name = "pump"
 [data]
 type = "csv"
@@ -67,7 +67,13 @@ channels = {json.dumps(list(PROCESS_CHANNELS))}
 kind = "pca_t2q"
 """
     )
-    assert main(["train", str(tmp_path / "train.toml"), "-o", str(tmp_path / "b"), "-q"]) == 0
+    assert main(["train", str(folder / "train.toml"), "-o", str(folder / "b"), "-q"]) == 0
+    return folder / "b"
+
+
+def test_train_on_csv_then_evaluate_with_a_report(tmp_path, capsys):
+    trained(tmp_path, [Fault(kind="step", start=3000, end=3600, severity=3)])
+    process_csv(tmp_path / "new.csv", 7, [Fault(kind="drift", start=1800, end=2700, severity=6)])
     argv = ["evaluate", "--bundle", str(tmp_path / "b"), "--data", str(tmp_path / "new.csv")]
     assert main([*argv, "--report", str(tmp_path / "report"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -196,20 +202,7 @@ def test_bench_refuses_a_sensor_it_cannot_build_before_measuring(capsys, argv, m
 
 
 def test_evaluate_takes_many_files_per_label_npy_too_with_per_group_figures(tmp_path, capsys):
-    process_csv(tmp_path / "history.csv", 1, [])
-    (tmp_path / "train.toml").write_text(
-        f"""name = "pump"
-[data]
-type = "csv"
-path = "history.csv"
-[features]
-kind = "process"
-channels = {json.dumps(list(PROCESS_CHANNELS))}
-[model]
-kind = "pca_t2q"
-"""
-    )
-    assert main(["train", str(tmp_path / "train.toml"), "-o", str(tmp_path / "b"), "-q"]) == 0
+    trained(tmp_path, [])
     for seed in (3, 4):
         process_csv(tmp_path / f"healthy{seed}.csv", seed, [])
     faulty = simulate_process(1800, 5, [Fault(kind="step", start=0, end=1800, severity=6)])
