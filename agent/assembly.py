@@ -71,7 +71,7 @@ class Assembly:
     sources: list[Source]
     spool: Spool | None
     forwarder: Forwarder | None
-    learner: Learner | None
+    learner: Learner
 
     def play(self) -> ReplayReader:
         """Start the first source, a recording, on a thread of its own (and the fitting thread
@@ -79,10 +79,15 @@ class Assembly:
         reader = self.sources[0]
         assert isinstance(reader, ReplayReader), "play() an agent that replays a recording"
         threading.Thread(target=reader.run, args=(threading.Event(),), daemon=True).start()
-        if self.learner is not None:
+        if self.learns:
             stop = threading.Event()
             threading.Thread(target=self.learner.run, args=(stop,), daemon=True).start()
         return reader
+
+    @property
+    def learns(self) -> bool:
+        """Whether a machine learns on site, and so needs the learner's fitting thread."""
+        return any(machine.learn is not None for machine in self.config.machines)
 
 
 def replaying(
@@ -208,19 +213,17 @@ def assemble(
         max_devices=config.max_devices,
         router=Router(config.machines, config.model.bundle is not None, config.max_devices),
     )
-    learner = None
-    if any(machine.learn is not None for machine in config.machines):
-        forwarder = wiring.forwarder
-        learner = pipeline.learner = Learner(
-            config.learning_dir,
-            pipeline.stream_metrics,
-            lambda route, model: pipeline.swap(model, route.key),
-            forwarder.status if forwarder is not None else _log_status,
-            config.model.threads,
-            config.max_devices,
-            inline=inline_learning,
-        )
-        learner.export_metrics(registry)
+    forwarder = wiring.forwarder
+    learner = pipeline.learner = Learner(
+        config.learning_dir,
+        pipeline.stream_metrics,
+        lambda route, model: pipeline.swap(model, route.key),
+        forwarder.status if forwarder is not None else _log_status,
+        config.model.threads,
+        config.max_devices,
+        inline=inline_learning,
+    )
+    learner.export_metrics(registry)
     decoders = DecoderMetrics(registry)
     sources = []
     for i, source in enumerate(config.sources):

@@ -146,7 +146,7 @@ def _play(
         if args.bundle is not None:
             model = Model.load(verify_bundle(args.bundle), decision)
         parts = assemble(config, model, inline_learning=True)
-        if parts.learner is not None:
+        if parts.learns:
             parts.learner.report = _status
             # A block at a time: the baseline ends at the row it asks for, and the next is scored.
             parts.pipeline.max_batch = 1

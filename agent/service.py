@@ -72,7 +72,7 @@ class Agent:
         )
         self.pipeline, self.sources = parts.pipeline, parts.sources
         self.spool, self.forwarder = parts.spool, parts.forwarder
-        self.learner = parts.learner
+        self.learner, self.learns = parts.learner, parts.learns
         self._close_open_alerts()
         key = load_public_key(config.model.public_key) if config.model.public_key else None
         self.bundled = bundled(config)
@@ -113,7 +113,7 @@ class Agent:
             "model": lanes.get(DEFAULT),
             "lanes": lanes,
             "waiting_for_bundle": waiting,
-            "learning": self.learner.states() if self.learner is not None else {},
+            "learning": self.learner.states(),
             "kernels": self.kernels.form,
             "pipeline_stalled": stalled,
             "components": self.supervisor.states(),
@@ -161,7 +161,7 @@ class Agent:
             self.supervisor.start(f"source{i}", source.run, self._sources_stop)
         if self.config.model.watch:
             self.supervisor.start("reload", self.reloaders.run, self._watch_stop)
-        if self.learner is not None:
+        if self.learns:
             self.supervisor.start("learning", self.learner.run, self._watch_stop)
         self.supervisor.start("feedback", self.feedback.run, self._watch_stop)
         self.http.start()
@@ -195,8 +195,7 @@ class Agent:
         self._pipeline_stop.set()
         if self._pipeline is not None:
             self._pipeline.join(timeout=flush_s)
-        if self.learner is not None:
-            self.learner.save()
+        self.learner.save()
         if self.forwarder is not None:
             self.forwarder.stop(flush_s)
         self.pipeline.close()
