@@ -5,6 +5,8 @@
 - **overhead**: the pipeline's CPU time per block of a process sensor while it learns (its rows
   featurized and kept), as a ratio to the same blocks scored by the model it learned, in the
   same run. The budget is 1.10.
+- **rss_mb**: ``edgewatch run`` once twenty machines have each learned on site
+  (``export.bench.footprint``). The budget is 180 MB.
 - **calibration**: out-of-sample false alarms. Each detector learns a simulated healthy machine
   (process and waveform, three seeds each) and scores another healthy run of it that it never
   saw; the share of windows above the warning level, which promises 1 %.
@@ -30,6 +32,7 @@ from edgewatch.agent.onsite.settings import Learning
 from edgewatch.agent.pipeline import Pipeline
 from edgewatch.agent.scorer import Scorer
 from edgewatch.export.bench import gateway
+from edgewatch.export.bench.footprint import MACHINES, machines_footprint
 from edgewatch.sim.machine import PROCESS_CHANNELS, Machine, simulate_process, simulate_waveform
 
 KINDS: tuple[Kind, ...] = ("gaussian", "pca_t2q", "kmeans")
@@ -112,12 +115,20 @@ def render(result: dict[str, Any]) -> str:
     )
     for machine, shares in result["calibration"].items():
         lines.append(f"  {machine:<10}" + "  ".join(f"{k} {v:.2%}" for k, v in shares.items()))
+    lines.append(
+        f"edgewatch run with {MACHINES} machines, {result['machines_learned']} learned on site: "
+        f"{result['rss_mb']:.0f} MB resident (budget 180 MB)"
+    )
     return "\n".join(lines)
 
 
 def run(rounds: int = 3) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        rss, learned = machines_footprint(Path(folder))
     return {
         "fit_s": fit_seconds(rounds),
         "overhead": overhead(rounds),
         "calibration": calibration(),
+        "rss_mb": rss,
+        "machines_learned": learned,
     }

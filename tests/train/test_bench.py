@@ -1,6 +1,7 @@
 """The kernel benchmark and the command line that runs it."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -99,3 +100,25 @@ def test_cli_refuses_bad_arguments(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "everything"])
     assert exit_info.value.code == 2
+
+
+def test_bench_gateway_learns_every_machine_and_finds_every_fault(capsys):
+    assert main(["bench", "gateway", "--hours", "6", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["machines"] == result["learned"] == 10
+    assert result["faults_detected"] == 10 and result["missed"] == []
+    assert set(result["false_alerts_per_machine_day"]) == {
+        *(f"fan-{i}" for i in range(4)), *(f"blower-{i}" for i in range(3)),
+        *(f"pump-{i}" for i in range(3)),
+    }  # fmt: skip
+    assert main(["bench", "gateway", "--hours", "1"]) == 2
+    assert "--hours must be 6 to 720" in capsys.readouterr().err
+
+
+def test_bench_learning_measures_fits_memory_and_out_of_sample_false_alarms(capsys):
+    assert main(["bench", "learning", "--rounds", "1"]) == 0
+    table = capsys.readouterr().out
+    for kind in ("gaussian", "pca_t2q", "kmeans"):
+        assert re.search(rf"{kind}\s+\d+\.\d\d s", table), kind
+    assert "20 machines, 20 learned on site" in table
+    assert re.search(r"waveform\s+gaussian \d+\.\d\d%", table)
