@@ -42,21 +42,34 @@ class ReplaySettings(Settings):
 
 
 def replay_settings(path: Path) -> ReplaySettings:
-    """The settings in ``path``: a file of ``[decision]`` (``[learn]``, ``[features]``), or a
-    whole agent config, whose decision and site it takes. ``ConfigError`` says what is wrong."""
+    """The settings in the file at ``path``; see ``parse_replay_settings``."""
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
-    except (tomllib.TOMLDecodeError, RecursionError) as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror}") from None
+    return parse_replay_settings(raw, str(path))
+
+
+def parse_replay_settings(raw: bytes, name: str = "replay.toml") -> ReplaySettings:
+    """The settings in ``raw``: a file of ``[decision]`` (``[learn]``, ``[features]``), or a
+    whole agent config, whose decision and site it takes. ``ConfigError`` says what is wrong.
+
+    >>> parse_replay_settings(b"[decision]\\nn = 2\\nm = 4\\n").decision.m
+    4
+    """
+    try:
+        data = tomllib.loads(raw.decode())
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as e:
+        raise ConfigError(f"{name}: not valid TOML: {e}"[:300]) from None
     if "sources" in data:
         agent = validate(data)
         return ReplaySettings(site=agent.site, decision=agent.decision)
     try:
         return ReplaySettings.model_validate(data)
     except ValidationError as e:
-        raise ConfigError("\n".join(f"{path}: {line}" for line in problems(e))) from None
+        raise ConfigError("\n".join(f"{name}: {line}" for line in problems(e))) from None
 
 
 def rows(text: str) -> slice:

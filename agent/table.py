@@ -23,6 +23,7 @@ line 3, column 'x': 'nan' is not finite
 import csv
 import io
 import math
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -164,6 +165,26 @@ def _delimiter(path: Path, text: str) -> str:
         return csv.Sniffer().sniff(text[:8192], delimiters=DELIMITERS).delimiter
     except csv.Error:
         raise TableError(f"{path}: cannot tell the delimiter; give it") from None
+
+
+def read_npy(raw: bytes) -> np.ndarray:
+    """The array in the bytes of an ``.npy`` file, no pickles; ``ValueError`` for anything
+    that is not one. NumPy's reader fails in many ways on a damaged header (a syntax or
+    tokenizer error, an overflow): each of them is this one refusal.
+
+    >>> read_npy(b"\\x93NUMPY\\x01\\x00garbage")
+    Traceback (most recent call last):
+    ValueError: not an NPY array (ValueError: EOF: reading array header, expected 24935 bytes got 5)
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = np.load(io.BytesIO(raw), allow_pickle=False)
+    except Exception as e:  # a hostile header reaches parsers that raise anything
+        raise ValueError(f"not an NPY array ({type(e).__name__}: {e})"[:300]) from None
+    if not isinstance(array, np.ndarray):
+        raise ValueError("not an NPY array (an archive)")
+    return array
 
 
 def _number(text: str) -> bool:

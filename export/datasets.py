@@ -6,7 +6,6 @@ time order.
 """
 
 import hashlib
-import io
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 
 from edgewatch.agent.features import FeatureError, FeatureSpec
 from edgewatch.agent.featurizer import recording_features
-from edgewatch.agent.table import Table, TableError, TimeOrder, read_table
+from edgewatch.agent.table import Table, TableError, TimeOrder, read_npy, read_table
 from edgewatch.agent.windows import window_labels
 from edgewatch.sim.machine import Simulation
 
@@ -110,9 +109,9 @@ def load_npy(
     them) become the ``channels``, in order."""
     raw = _read(path)
     try:
-        samples = np.load(io.BytesIO(raw), allow_pickle=False)
+        samples = read_npy(raw)
     except ValueError as e:
-        raise DataError(f"{path}: not a numeric .npy array ({e})") from None
+        raise DataError(f"{path}: {e}") from None
     if samples.ndim == 1 and len(channels) == 1:
         samples = samples[:, None]
     if columns is not None:

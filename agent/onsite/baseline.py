@@ -13,8 +13,10 @@ read back, or was written for another spec, starts the baseline afresh.
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +24,7 @@ import numpy as np
 
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.onsite.settings import Learning
+from edgewatch.agent.table import read_npy
 
 log = logging.getLogger(__name__)
 ROWS = "baseline.npy"
@@ -116,38 +119,66 @@ class Baseline:
 
     def _resume(self) -> None:
         try:
-            state = json.loads((self.folder / STATE).read_bytes())
-            rows = np.load(self.folder / ROWS, allow_pickle=False)
+            state, rows = (self.folder / STATE).read_bytes(), (self.folder / ROWS).read_bytes()
         except FileNotFoundError:
             return
-        except (OSError, ValueError, RecursionError) as e:
-            log.warning(
-                "%s: the baseline on disk does not read back, starting afresh: %s", self.folder, e
-            )
+        except OSError as e:
+            log.warning("%s: the baseline on disk does not read: %s", self.folder, e)
             return
-        ok = (
-            isinstance(state, dict)
-            and state.get("spec_sha256") == self.spec_sha256
-            and rows.dtype == np.float32
-            and rows.ndim == 2
-            and rows.shape[1] == self.width
-            and len(rows) <= self.settings.max_rows
-            and np.isfinite(rows).all()
-            and isinstance(state.get("stride"), int)
-            and isinstance(state.get("seen"), int)
-            and all(isinstance(state.get(k), float | int) for k in ("first_ts", "last_ts"))
-        )
-        if not ok:
-            log.warning(
-                "%s: the baseline on disk is for another spec or damaged, starting afresh",
-                self.folder,
-            )
+        try:
+            kept = restore(state, rows, self.spec_sha256, self.width, self.settings.max_rows)
+        except ValueError as e:
+            log.warning("%s: starting the baseline afresh: %s", self.folder, e)
             return
-        self.count = self.saved = len(rows)
-        self.rows = np.empty((max(len(rows), len(self.rows)), self.width), np.float32)
-        self.rows[: self.count] = rows
-        self.stride, self.seen = max(1, state["stride"]), max(0, state["seen"])
-        self.first_ts, self.last_ts = float(state["first_ts"]), float(state["last_ts"])
+        self.count = self.saved = len(kept.rows)
+        self.rows = np.empty((max(self.count, len(self.rows)), self.width), np.float32)
+        self.rows[: self.count] = kept.rows
+        self.stride, self.seen = kept.stride, kept.seen
+        self.first_ts, self.last_ts = kept.first_ts, kept.last_ts
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A baseline as it was saved."""
+
+    rows: np.ndarray
+    stride: int
+    seen: int
+    first_ts: float
+    last_ts: float
+
+
+def restore(state: bytes, rows: bytes, spec_sha256: str, width: int, max_rows: int) -> Saved:
+    """The baseline in a saved state (JSON) and rows (NPY) for the spec with ``spec_sha256``;
+    ``ValueError`` says why it cannot be taken back.
+
+    >>> restore(b"{}", b"", "0" * 64, 3, 10)
+    Traceback (most recent call last):
+    ValueError: the saved state is for another feature spec
+    """
+    try:
+        saved = json.loads(state)
+    except RecursionError:
+        raise ValueError("the saved state is not JSON") from None
+    if not isinstance(saved, dict) or saved.get("spec_sha256") != spec_sha256:
+        raise ValueError("the saved state is for another feature spec")
+    stride, seen = saved.get("stride"), saved.get("seen")
+    if not (
+        type(stride) is int and type(seen) is int and 0 < stride < 1 << 62 and 0 <= seen < 1 << 62
+    ):
+        raise ValueError("the saved stride and count are not counts")
+    times = [saved.get("first_ts"), saved.get("last_ts")]
+    if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in times):
+        raise ValueError("the saved times are not times")
+    first, last = (float(t) if abs(t) < 1e12 else math.nan for t in times)  # type: ignore[arg-type]
+    if not (math.isfinite(first) and math.isfinite(last)):
+        raise ValueError("the saved times are not times")
+    data = read_npy(rows)
+    if data.dtype != np.float32 or data.ndim != 2 or data.shape[1] != width:
+        raise ValueError(f"the saved rows are not float32 rows of {width} features")
+    if len(data) > max_rows or not np.isfinite(data).all():
+        raise ValueError("the saved rows are too many, or not finite")
+    return Saved(data, stride, seen, first, last)
 
 
 def _replace(path: Path, write: Callable[[BinaryIO], object]) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from edgewatch.agent.clock import Clock, Pacer
 from edgewatch.agent.framing import Block
 from edgewatch.agent.sources import Offer
-from edgewatch.agent.table import TableError, TimeOrder, read_table
+from edgewatch.agent.table import TableError, TimeOrder, read_npy, read_table
 
 BLOCK_S = 0.1
 
@@ -54,7 +54,7 @@ def load_recording(
     times = None
     try:
         if path.suffix == ".npy":
-            data = np.load(path, allow_pickle=False)
+            data = read_npy(path.read_bytes())
             if data.ndim != 2 or data.shape[1] != len(channels):
                 raise RecordingError(
                     f"{path}: expected [samples, {len(channels)}] for channels "
@@ -91,7 +91,7 @@ def recording_channels(path: Path) -> tuple[str, ...]:
     not times or labels, or an NPY's columns as ``ch0``, ``ch1``, ..."""
     try:
         if path.suffix == ".npy":
-            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            shape = read_npy(path.read_bytes()).shape
             if len(shape) != 2:
                 raise RecordingError(f"{path}: expected [samples, channels], got {list(shape)}")
             return tuple(f"ch{i}" for i in range(shape[1]))

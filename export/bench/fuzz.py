@@ -12,6 +12,7 @@ escapes of each parser as hex.
 (200, 0)
 """
 
+import io
 import json
 import time
 from collections.abc import Callable
@@ -35,6 +36,8 @@ from edgewatch.agent.framing import (
     encode_block,
     encode_frame,
 )
+from edgewatch.agent.offline import parse_replay_settings
+from edgewatch.agent.onsite.baseline import restore
 from edgewatch.agent.reload import parse_notice
 
 KEPT_ESCAPES = 5
@@ -155,7 +158,52 @@ m = 5
 [decision.gate]
 type = "rms"
 floor = 0.01
+[[machines]]
+name = "pumps"
+devices = ["pump-*", "p[12]"]
+learn = { detector = "kmeans", clusters = 2, min_rows = 500, duration_s = 600 }
+features = { kind = "process", channels = ["t", "p"] }
+[machines.decision]
+warning = 3.0
+[[machines]]
+name = "fans"
+devices = ["fan-?"]
+bundle = "/var/lib/edgewatch/fan.tar"
 """
+_REPLAY = b"""site = "bench"
+[decision]
+warmup_windows = 0
+n = 2
+m = 3
+[learn]
+min_rows = 400
+duration_s = 0
+[features]
+kind = "record"
+channels = ["a", "b"]
+"""
+_SPEC_SHA = "0" * 64
+_STATE = json.dumps(
+    {"spec_sha256": _SPEC_SHA, "first_ts": 1.5, "last_ts": 99.0, "stride": 2, "seen": 7}
+).encode()
+
+
+def _npy(rows: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, rows, allow_pickle=False)
+    return out.getvalue()
+
+
+_ROWS = _npy(np.arange(12, dtype=np.float32).reshape(4, 3))
+
+
+def _baseline_state(data: bytes) -> None:
+    restore(data, _ROWS, _SPEC_SHA, 3, 100)
+
+
+def _baseline_rows(data: bytes) -> None:
+    restore(_STATE, data, _SPEC_SHA, 3, 100)
+
 
 PARSERS = {
     "json": Parser(decode_json, (FrameError,), (_JSON,)),
@@ -172,6 +220,9 @@ PARSERS = {
     ),
     "manifest": Parser(_manifest, (BundleError,), (_MANIFEST,)),
     "config": Parser(_config, (ConfigError,), (_CONFIG,)),
+    "replay_settings": Parser(parse_replay_settings, (ConfigError,), (_REPLAY,)),
+    "baseline_state": Parser(_baseline_state, (ValueError,), (_STATE,)),
+    "baseline_rows": Parser(_baseline_rows, (ValueError,), (_ROWS,)),
 }
 
 _HOSTILE = (

@@ -118,7 +118,7 @@ def test_npy_needs_one_column_per_channel(tmp_path):
     with pytest.raises(DataError, match="expected samples x 2 channels"):
         load_npy(tmp_path / "a.npy", ("a", "b"))
     np.save(tmp_path / "o.npy", np.array([{"a": 1}]), allow_pickle=True)
-    with pytest.raises(DataError, match=r"not a numeric \.npy"):
+    with pytest.raises(DataError, match=r"not an NPY array"):
         load_npy(tmp_path / "o.npy", ("a",))
 
 
