@@ -28,6 +28,7 @@ from edgewatch.agent.config import (
     validate,
 )
 from edgewatch.agent.decision_settings import Decision
+from edgewatch.agent.drift import DriftWatch
 from edgewatch.agent.machines import Router
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model
@@ -214,11 +215,16 @@ def assemble(
         router=Router(config.machines, config.model.bundle is not None, config.max_devices),
     )
     forwarder = wiring.forwarder
+    report = forwarder.status if forwarder is not None else _log_status
+    if config.drift.enabled:
+        d = config.drift
+        pipeline.drift = DriftWatch(d.level, d.ratio, d.run_length, config.max_devices)
+    pipeline.report = report
     learner = pipeline.learner = Learner(
         config.learning_dir,
         pipeline.stream_metrics,
         lambda route, model: pipeline.swap(model, route.key),
-        forwarder.status if forwarder is not None else _log_status,
+        report,
         config.model.threads,
         config.max_devices,
         inline=inline_learning,

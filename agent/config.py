@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from edgewatch.agent.decision_settings import Decision, Gate, Name, Settings
+from edgewatch.agent.decision_settings import Decision, DriftSettings, Gate, Name, Settings
 from edgewatch.agent.features import ChannelName, FeatureSpec
 from edgewatch.agent.onsite.settings import Learning
 from edgewatch.agent.schema import problems
@@ -263,6 +263,7 @@ class AgentConfig(Settings):
     sinks: tuple[Sink, ...] = Field(min_length=1, max_length=16)
     mqtt: Broker | None = None
     decision: Decision = Decision()
+    drift: DriftSettings = DriftSettings()
     spool: Spool = Spool()
     feedback_db: Path = Path("/var/lib/edgewatch/feedback.sqlite")
     http: Http = Http()

@@ -54,3 +54,22 @@ class Decision(Settings):
         if self.warning is not None and self.critical is not None and self.critical < self.warning:
             raise ValueError("critical must not be below warning")
         return self
+
+
+class DriftSettings(Settings):
+    """The drift watch (``agent.drift``): a CUSUM on the windows above ``level`` on the
+    calibrated scale, built to notice their rate rising ``ratio`` times, with about
+    ``run_length`` windows of normal running between false signals."""
+
+    enabled: bool = True
+    level: float = Field(default=1.0, gt=0, le=3)
+    ratio: float = Field(default=3.0, gt=1, le=100)
+    run_length: float = Field(default=1e6, ge=100, le=1e12)
+
+    @model_validator(mode="after")
+    def _rate(self) -> Self:
+        if self.ratio * 10.0**-self.level >= 1:
+            raise ValueError(
+                f"ratio {self.ratio:g} at level {self.level:g} asks for more than every window"
+            )
+        return self

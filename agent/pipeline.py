@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgewatch.agent.alerts import Alert, AlertMaker
+from edgewatch.agent.drift import DriftWatch, independent
 from edgewatch.agent.framing import Block
 from edgewatch.agent.machines import DEFAULT, Lane, Route, Router
 from edgewatch.agent.metrics import Registry
@@ -73,6 +74,9 @@ class Pipeline:
         self.learner: Learner | None = None
         # Given each batch's outcome, its scores: what `replay --scores` prints.
         self.on_round: Callable[[Round], None] | None = None
+        self.drift: DriftWatch | None = None
+        # Where events for the status topic go: drift signals.
+        self.report: Callable[[dict[str, object]], None] = lambda event: None
         self.lanes: dict[str, Lane] = {}
         self._swaps: dict[str, Model] = {}
         self._swap_lock = threading.Lock()
@@ -86,6 +90,14 @@ class Pipeline:
             self._use(DEFAULT, model)
 
     def _export_metrics(self, registry: Registry) -> None:
+        self.drift_events = registry.counter("drift_events_total", "Drift signals, one per device")
+        registry.collect(
+            "gauge",
+            "devices_drifted",
+            "Devices whose scores drifted from their calibration, until a new model",
+            (),
+            lambda: {(): float(len(self.drift.drifted())) if self.drift else 0.0},
+        )
         self.windows_scored = registry.counter("windows_scored_total", "Windows (or rows) scored")
         self.rejected = registry.counter(
             "pipeline_rejected_total", "Blocks and windows the pipeline refused", ("reason",)
@@ -237,6 +249,22 @@ class Pipeline:
         ends = np.cumsum([len(part.ends) for part in batch.parts])[:-1]
         done.parts.extend(batch.parts)
         done.scores.extend(np.split(calibrated, ends))
+        if self.drift is not None:
+            self._watch(self.drift, batch.parts, np.split(calibrated, ends), model)
+
+    def _watch(
+        self, drift: DriftWatch, parts: list[Part], scores: list[np.ndarray], model: Model
+    ) -> None:
+        manifest = model.bundle.manifest
+        stride = independent(manifest.feature_spec)
+        for part, mine in zip(parts, scores, strict=True):
+            found = drift.watch(
+                part.device, part.ends, mine, part.rows, manifest, model.policy.warning, stride
+            )
+            if found is not None:
+                self.drift_events.inc()
+                log.warning("%s: drift (%d windows)", found.device, found.windows)
+                self.report(found.event())
 
     def _resume(self, route: Route) -> None:
         """A learning device seen for the first time: its learned model, if it has one."""
@@ -272,6 +300,8 @@ class Pipeline:
                     self.learner.hand_over(route, lane.streams)
         else:
             lane.use(model)
+            if self.drift is not None:
+                self.drift.reset([r.device for r in self.router.routes() if r.key == key])
         manifest = model.bundle.manifest
         log.info("%s: model %s %s in use", key, manifest.name, manifest.version)
 

@@ -114,6 +114,7 @@ class Agent:
             "lanes": lanes,
             "waiting_for_bundle": waiting,
             "learning": self.learner.states(),
+            "drifted": self.pipeline.drift.drifted() if self.pipeline.drift else [],
             "kernels": self.kernels.form,
             "pipeline_stalled": stalled,
             "components": self.supervisor.states(),

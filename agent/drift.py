@@ -1,0 +1,182 @@
+"""Drift: a machine's scores leaving its calibration slowly and for long, told apart from a fault.
+
+Under its model's calibration, a normal window scores above level ``L`` with probability
+``p0 = 10**-L``. For each device the watch runs a Bernoulli CUSUM on the windows above the
+watch ``level`` (1: one normal window in ten): each window adds ``log(p1 / p0)`` when above it
+and ``log((1 - p1) / (1 - p0))`` when not, where ``p1 = ratio * p0`` is the raised rate it is
+built to notice; the sum is held at 0 from below, and drift is signalled when it reaches ``h``.
+``h`` comes from the run length between false signals the config asks for (``run_length``
+windows of normal running), by Siegmund's approximation ``ARL0 = (e^h - h - 1) / |E0[step]|``,
+which leaves out the overshoot and so errs towards longer runs.
+
+A fault drives the scores over the warning level within a few windows and raises an alert. The
+windows above the warning level are the alerts' business, and the watch skips them: it counts
+only the band between its level and the warning, where a slow, lasting move shows first and
+which the alerts' decision settings let through. At the defaults the sum needs dozens of windows
+of a raised rate to reach ``h``; a fault never feeds it. A signal
+is reported once, as its own event, with the evidence: the features whose mean over the windows
+since the sum last stood at 0 moved furthest from the model's training rows, in standard
+deviations. The machine keeps its model and keeps alerting; the watch starts again only when
+its lane gets a new model (``reset``).
+"""
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgewatch.agent.bundle import Manifest
+from edgewatch.agent.features import FeatureSpec
+
+TOP_FEATURES = 5
+
+
+def threshold(p0: float, p1: float, run_length: float) -> float:
+    """The CUSUM limit ``h`` whose run length between false signals is ``run_length``.
+
+    >>> round(threshold(0.1, 0.3, 1e6), 2)
+    11.66
+    """
+    drift = p0 * math.log(p1 / p0) + (1 - p0) * math.log((1 - p1) / (1 - p0))
+    low, high = 0.0, 200.0
+    for _ in range(100):
+        h = (low + high) / 2
+        if (math.exp(h) - h - 1) / -drift < run_length:
+            low = h
+        else:
+            high = h
+    return high
+
+
+def independent(spec: FeatureSpec) -> int:
+    """How many windows apart two of ``spec``'s windows share no data: the watch takes one
+    window in so many, so its sum counts independent evidence (a process row's rolling
+    statistics span ``history`` rows, a waveform's windows overlap by ``window - hop``).
+
+    >>> independent(FeatureSpec(kind="process", channels=["t"]))
+    30
+    """
+    if spec.kind == "process" and spec.history is not None:
+        return spec.history
+    if spec.kind == "waveform" and spec.window is not None and spec.hop is not None:
+        return max(1, -(-spec.window // spec.hop))
+    return 1
+
+
+@dataclass
+class _Watch:
+    total: float = 0.0
+    since: int = 0
+    sums: np.ndarray | None = None
+    signalled: bool = False
+    seen: int = 0
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A drift signal: the device, when, how long the sum built up, and which features moved."""
+
+    device: str
+    ts: float
+    windows: int
+    rate: float
+    features: list[dict[str, float | str]] = field(default_factory=list)
+
+    def event(self) -> dict[str, object]:
+        return {
+            "event": "drift",
+            "device": self.device,
+            "ts": self.ts,
+            "windows": self.windows,
+            "rate_above_level": round(self.rate, 4),
+            "features": self.features,
+            "adapted": False,
+        }
+
+
+class DriftWatch:
+    """Every device's CUSUM, for ``max_devices`` of them at most."""
+
+    def __init__(
+        self,
+        level: float = 1.0,
+        ratio: float = 3.0,
+        run_length: float = 1e6,
+        max_devices: int = 1000,
+    ) -> None:
+        self.level, self.max_devices = level, max_devices
+        self.p0 = 10.0**-level
+        p1 = min(ratio * self.p0, 0.99)
+        self.up, self.down = math.log(p1 / self.p0), math.log((1 - p1) / (1 - self.p0))
+        self.h = threshold(self.p0, p1, run_length)
+        self._watches: OrderedDict[str, _Watch] = OrderedDict()
+
+    def watch(
+        self,
+        device: str,
+        ends: np.ndarray,
+        calibrated: np.ndarray,
+        rows: np.ndarray,
+        manifest: Manifest,
+        warning: float,
+        stride: int = 1,
+    ) -> Drift | None:
+        """A device's windows in time order: their end times, calibrated scores and feature
+        rows, and the warning level its alerts use; the drift signal when the sum reaches
+        ``h`` (once)."""
+        state = self._watches.get(device)
+        if state is None:
+            state = self._watches[device] = _Watch()
+            while len(self._watches) > self.max_devices:
+                self._watches.popitem(last=False)
+        else:
+            self._watches.move_to_end(device)
+        if state.signalled or not len(calibrated):
+            return None
+        taken = (state.seen + np.arange(len(calibrated))) % stride == 0
+        state.seen += len(calibrated)
+        ends, calibrated, rows = ends[taken], calibrated[taken], rows[taken]
+        if not len(calibrated):
+            return None
+        steps = np.where(calibrated > self.level, self.up, self.down)
+        steps[calibrated > warning] = 0.0
+        sums = state.total + np.cumsum(steps)
+        floor = np.minimum.accumulate(np.minimum(sums, 0.0))
+        held = sums - floor
+        over = np.flatnonzero(held >= self.h)
+        end = int(over[0]) + 1 if len(over) else len(held)
+        zero = np.flatnonzero(held[:end] <= 0.0)
+        start = int(zero[-1]) + 1 if len(zero) else 0
+        if len(zero):
+            state.since, state.sums = 0, None
+        state.total = float(held[end - 1])
+        state.since += end - start
+        added = rows[start:end].astype(np.float64).sum(axis=0)
+        state.sums = added if state.sums is None else state.sums + added
+        if not len(over):
+            return None
+        state.signalled = True
+        above = float((calibrated[start:end] > self.level).mean()) if end > start else 0.0
+        return Drift(
+            device, float(ends[end - 1]), state.since, above, self._evidence(state, manifest)
+        )
+
+    def reset(self, devices: list[str] | None = None) -> None:
+        """Watch afresh: every device, or ``devices`` (their lane has a new model)."""
+        for device in list(self._watches) if devices is None else devices:
+            self._watches.pop(device, None)
+
+    def drifted(self) -> list[str]:
+        return [d for d, w in self._watches.items() if w.signalled]
+
+    def _evidence(self, state: _Watch, manifest: Manifest) -> list[dict[str, float | str]]:
+        stats = manifest.feature_stats
+        if stats is None or state.sums is None or not state.since:
+            return []
+        mean = state.sums / state.since
+        shift = (mean - np.array(stats.mean)) / np.array(stats.std)
+        top = np.argsort(-np.abs(shift), kind="stable")[:TOP_FEATURES]
+        return [
+            {"name": manifest.feature_names[i], "shift_sd": round(float(shift[i]), 3)} for i in top
+        ]
