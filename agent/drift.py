@@ -68,6 +68,7 @@ def independent(spec: FeatureSpec) -> int:
 class _Watch:
     total: float = 0.0
     since: int = 0
+    above: int = 0
     sums: np.ndarray | None = None
     signalled: bool = False
     seen: int = 0
@@ -132,35 +133,32 @@ class DriftWatch:
                 self._watches.popitem(last=False)
         else:
             self._watches.move_to_end(device)
-        if state.signalled or not len(calibrated):
+        if state.signalled:
             return None
-        taken = (state.seen + np.arange(len(calibrated))) % stride == 0
+        first = -state.seen % stride
         state.seen += len(calibrated)
-        ends, calibrated, rows = ends[taken], calibrated[taken], rows[taken]
-        if not len(calibrated):
-            return None
-        steps = np.where(calibrated > self.level, self.up, self.down)
-        steps[calibrated > warning] = 0.0
-        sums = state.total + np.cumsum(steps)
-        floor = np.minimum.accumulate(np.minimum(sums, 0.0))
-        held = sums - floor
-        over = np.flatnonzero(held >= self.h)
-        end = int(over[0]) + 1 if len(over) else len(held)
-        zero = np.flatnonzero(held[:end] <= 0.0)
-        start = int(zero[-1]) + 1 if len(zero) else 0
-        if len(zero):
-            state.since, state.sums = 0, None
-        state.total = float(held[end - 1])
-        state.since += end - start
-        added = rows[start:end].astype(np.float64).sum(axis=0)
-        state.sums = added if state.sums is None else state.sums + added
-        if not len(over):
-            return None
-        state.signalled = True
-        above = float((calibrated[start:end] > self.level).mean()) if end > start else 0.0
-        return Drift(
-            device, float(ends[end - 1]), state.since, above, self._evidence(state, manifest)
-        )
+        taken = calibrated[first::stride]
+        if state.total == 0.0 and (not len(taken) or taken.max() <= self.level):
+            return None  # the usual case: nothing above the level, nothing summed
+        for i in range(first, len(calibrated), stride):
+            score = float(calibrated[i])
+            if score > warning:
+                continue
+            above = score > self.level
+            state.total = max(0.0, state.total + (self.up if above else self.down))
+            if state.total == 0.0:
+                state.since, state.above, state.sums = 0, 0, None
+                continue
+            state.since += 1
+            state.above += above
+            row = rows[i].astype(np.float64)
+            state.sums = row if state.sums is None else state.sums + row
+            if state.total >= self.h:
+                state.signalled = True
+                rate = state.above / state.since
+                evidence = self._evidence(state, manifest)
+                return Drift(device, float(ends[i]), state.since, rate, evidence)
+        return None
 
     def reset(self, devices: list[str] | None = None) -> None:
         """Watch afresh: every device, or ``devices`` (their lane has a new model)."""
