@@ -166,7 +166,8 @@ class DriftWatch:
             self._watches.pop(device, None)
 
     def drifted(self) -> list[str]:
-        return [d for d, w in self._watches.items() if w.signalled]
+        """The devices that signalled; safe from another thread (a copy, taken whole)."""
+        return [d for d, w in list(self._watches.items()) if w.signalled]
 
     def _evidence(self, state: _Watch, manifest: Manifest) -> list[dict[str, float | str]]:
         stats = manifest.feature_stats
