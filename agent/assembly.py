@@ -214,22 +214,7 @@ def assemble(
         max_devices=config.max_devices,
         router=Router(config.machines, config.model.bundle is not None, config.max_devices),
     )
-    forwarder = wiring.forwarder
-    report = forwarder.status if forwarder is not None else _log_status
-    if config.drift.enabled:
-        d = config.drift
-        pipeline.drift = DriftWatch(d.level, d.ratio, d.run_length, config.max_devices)
-    pipeline.report = report
-    learner = pipeline.learner = Learner(
-        config.learning_dir,
-        pipeline.stream_metrics,
-        lambda route, model: pipeline.swap(model, route.key),
-        report,
-        config.model.threads,
-        config.max_devices,
-        inline=inline_learning,
-    )
-    learner.export_metrics(registry)
+    learner = _watches(config, pipeline, wiring.forwarder, inline_learning)
     decoders = DecoderMetrics(registry)
     sources = []
     for i, source in enumerate(config.sources):
@@ -247,6 +232,28 @@ def assemble(
         wiring.forwarder,
         learner,
     )
+
+
+def _watches(
+    config: AgentConfig, pipeline: Pipeline, forwarder: Forwarder | None, inline: bool
+) -> Learner:
+    """The pipeline's learner and drift watch, reporting on the status topic (or the log)."""
+    report = forwarder.status if forwarder is not None else _log_status
+    if config.drift.enabled:
+        d = config.drift
+        pipeline.drift = DriftWatch(d.level, d.ratio, d.run_length, config.max_devices)
+    pipeline.report = report
+    learner = pipeline.learner = Learner(
+        config.learning_dir,
+        pipeline.stream_metrics,
+        lambda route, model: pipeline.swap(model, route.key),
+        report,
+        config.model.threads,
+        config.max_devices,
+        inline=inline,
+    )
+    learner.export_metrics(pipeline.registry)
+    return learner
 
 
 def _log_status(event: dict[str, object]) -> None:
