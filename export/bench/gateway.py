@@ -6,8 +6,9 @@ send a one-second burst every minute, as battery and bandwidth budgets make them
 send process rows at 1 Hz. One pipeline routes them (``agent.machines``); every machine learns
 on site with the default settings (a baseline of at least 1000 rows over an hour of running),
 then scores the rest of the day with the default decision settings. Each machine gets one fault
-after it has learned. Reported: the faults detected (an alert raised within their span), and
-the false alerts (raised outside every fault's span and its ``GRACE_S`` after), per machine-day.
+after it has learned. Reported: the faults detected (an alert raised within their span), the
+false alerts (raised outside every fault's span and its ``GRACE_S`` after), per machine-day, and
+the drift watch's signals, those before a machine's fault being false ones.
 """
 
 import tempfile
@@ -16,6 +17,7 @@ from typing import Any
 
 from edgewatch.agent.alerts import Alert, AlertMaker
 from edgewatch.agent.config import validate
+from edgewatch.agent.drift import DriftWatch
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.framing import Block
 from edgewatch.agent.machines import Router
@@ -74,6 +76,7 @@ def machines(folder: Path, learn: dict[str, Any] | None = None) -> Pipeline:
     pipe.learner = Learner(
         folder, pipe.stream_metrics, lambda r, m: pipe.swap(m, r.key), lambda e: None, inline=True
     )
+    pipe.drift = DriftWatch()
     return pipe
 
 
@@ -99,6 +102,8 @@ def run(seconds: float = DAY_S, seed: int = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         pipe = machines(Path(folder))
         pipe.fanout.sinks.append(raised)
+        drifts: list[dict[str, object]] = []
+        pipe.report = drifts.append
         for minute in range(minutes):
             t0 = minute * BURST_EVERY_S
             blocks = []
@@ -117,7 +122,19 @@ def run(seconds: float = DAY_S, seed: int = 0) -> dict[str, Any]:
                            for s in range(0, made.signal.shape[1], 2560)]  # fmt: skip
             pipe.process(blocks)
         learned = len([k for k in pipe.lanes if k.startswith("device:")])
-    return _outcome(faults, raised.raised, learned, seconds)
+    drifted = [(str(e["device"]), float(e["ts"])) for e in drifts]  # type: ignore[arg-type]
+    return _outcome(faults, raised.raised, learned, seconds) | _drift(faults, drifted, seconds)
+
+
+def _drift(
+    faults: dict[str, Fault], drifted: list[tuple[str, float]], seconds: float
+) -> dict[str, Any]:
+    """Drift signals before each machine's fault: false ones, as the faults are steep."""
+    before = [d for d, ts in drifted if ts < faults[d].start]
+    return {
+        "drift_events": len(drifted),
+        "false_drift_per_machine_day": len(before) / len(faults) / (seconds / DAY_S),
+    }
 
 
 def _outcome(
@@ -149,5 +166,7 @@ def render(result: dict[str, Any]) -> str:
             "false alerts per machine-day: "
             + ", ".join(f"{d} {n:.1f}" for d, n in false.items())
             + f"; worst {result['worst_false_alerts_per_day']:.1f} (target at most 1)",
+            f"drift events: {result['drift_events']}; before the faults, per machine-day: "
+            f"{result['false_drift_per_machine_day']:.2f}",
         ]
     )
