@@ -35,12 +35,23 @@ class Route:
         return self.machine is not None and self.machine.learn is not None
 
 
-def machine_key(machine: Machine) -> str:
-    return f"machine:{machine.name}"
+def machine_key(name: str) -> str:
+    """The lane of the machine called ``name``, whose devices share its bundle."""
+    return f"machine:{name}"
 
 
 def device_key(device: str) -> str:
+    """The lane of a device that learned its own model."""
     return f"device:{device}"
+
+
+def device_of(key: str) -> str | None:
+    """The device whose own lane ``key`` is, or None for a shared lane.
+
+    >>> device_of(device_key("pump-1")), device_of(machine_key("pumps"))
+    ('pump-1', None)
+    """
+    return key.removeprefix("device:") if key.startswith("device:") else None
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ def bundled(config: AgentConfig) -> list[Bundled]:
         found.append(Bundled(DEFAULT, "model.bundle", config.model.bundle, config.decision))
     for i, machine in enumerate(config.machines):
         if machine.bundle is not None:
-            key, field = machine_key(machine), f"machines[{i}].bundle"
+            key, field = machine_key(machine.name), f"machines[{i}].bundle"
             found.append(Bundled(key, field, machine.bundle, machine.decision))
     return found
 
@@ -81,7 +92,7 @@ class Router:
         machine = next((m for m in self.machines if m.claims(device)), None)
         route: Route | None = None
         if machine is not None:
-            key = device_key(device) if machine.learn is not None else machine_key(machine)
+            key = device_key(device) if machine.learn is not None else machine_key(machine.name)
             route = Route(device, key, machine)
         elif self.default:
             route = Route(device, DEFAULT, None)

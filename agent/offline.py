@@ -16,7 +16,7 @@ import tempfile
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 from pydantic import Field, ValidationError
@@ -27,9 +27,12 @@ from edgewatch.agent.decision_settings import Decision, Settings
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.onsite.detectors import Kind
 from edgewatch.agent.onsite.settings import Learning
-from edgewatch.agent.pipeline import Round
 from edgewatch.agent.schema import problems
 from edgewatch.agent.table import TimeOrder
+
+if TYPE_CHECKING:  # the command line loads the pipeline (and onnxruntime) only to replay
+    from edgewatch.agent.bundle import Bundle
+    from edgewatch.agent.pipeline import Round
 
 
 class ReplaySettings(Settings):
@@ -97,10 +100,11 @@ def replay(args: argparse.Namespace) -> int:
     try:
         settings = replay_settings(args.config) if args.config else ReplaySettings()
         device = args.device or args.data.stem
+        bundle, learn = None, None
         if args.bundle is not None:
             key = load_public_key(args.public_key) if args.public_key else None
-            spec = verify_bundle(args.bundle, key).manifest.feature_spec
-            learn = None
+            bundle = verify_bundle(args.bundle, key)
+            spec = bundle.manifest.feature_spec
         else:
             channels = args.columns or recording_channels(args.data)
             spec = settings.features or FeatureSpec(kind="process", channels=channels)
@@ -132,7 +136,7 @@ def replay(args: argparse.Namespace) -> int:
             report_from = float(times[start + primed])
         else:
             report_from = (first or 0.0) + primed / rate
-        return _play(settings.site, args, decision, source, learn, report_from)
+        return _play(settings.site, args, decision, source, bundle, learn, report_from)
     except (BundleError, RecordingError, ConfigError) as e:
         return fail("replay", str(e))
     finally:
@@ -144,20 +148,19 @@ def _play(
     args: argparse.Namespace,
     decision: Decision,
     source: dict[str, Any],
+    bundle: "Bundle | None",
     learn: dict[str, Any] | None,
     report_from: float,
 ) -> int:
+    """Replay ``source`` scored with the verified ``bundle``, or learning as ``learn`` says."""
     from edgewatch.agent.assembly import assemble, replaying
-    from edgewatch.agent.bundle import verify_bundle
     from edgewatch.agent.model import Model
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-learn-") as folder:
         if learn is not None:
             learn["learning_dir"] = Path(folder)
         config = replaying(site, args.bundle, decision, source, {"type": "stdout"}, learn)
-        model = None
-        if args.bundle is not None:
-            model = Model.load(verify_bundle(args.bundle), decision)
+        model = Model.load(bundle, decision) if bundle is not None else None
         parts = assemble(config, model, inline_learning=True)
         if parts.learns:
             parts.learner.report = _status
@@ -176,11 +179,11 @@ def _play(
     return 0
 
 
-def _printer(since: float) -> Callable[[Round], None]:
+def _printer(since: float) -> "Callable[[Round], None]":
     """Prints each scored row (or window) that ends at ``since`` or later (the ones before
     only prime the streams) as ``{"device", "ts", "score"}``."""
 
-    def show(done: Round) -> None:
+    def show(done: "Round") -> None:
         lines = [
             json.dumps({"device": part.device, "ts": float(end), "score": float(score)})
             for part, scores in zip(done.parts, done.scores, strict=True)

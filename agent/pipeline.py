@@ -26,7 +26,7 @@ import numpy as np
 from edgewatch.agent.alerts import Alert, AlertMaker
 from edgewatch.agent.drift import DriftWatch, independent
 from edgewatch.agent.framing import Block
-from edgewatch.agent.machines import DEFAULT, Lane, Route, Router
+from edgewatch.agent.machines import DEFAULT, Lane, Route, Router, device_of
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model
 from edgewatch.agent.onsite.learner import Learner
@@ -247,10 +247,11 @@ class Pipeline:
             due = self.fanout.telemetry(verdict.device, verdict.ts, verdict.peak)
             records += [due] if due else []
         ends = np.cumsum([len(part.ends) for part in batch.parts])[:-1]
+        split = np.split(calibrated, ends)
         done.parts.extend(batch.parts)
-        done.scores.extend(np.split(calibrated, ends))
+        done.scores.extend(split)
         if self.drift is not None:
-            self._watch(self.drift, batch.parts, np.split(calibrated, ends), model)
+            self._watch(self.drift, batch.parts, split, model)
 
     def _watch(
         self, drift: DriftWatch, parts: list[Part], scores: list[np.ndarray], model: Model
@@ -294,8 +295,9 @@ class Pipeline:
         lane = self.lanes.get(key)
         if lane is None:
             lane = self.lanes[key] = Lane(model, self.stream_metrics, self.max_devices)
-            if key.startswith("device:") and self.learner is not None:
-                route = self.router.route(key.removeprefix("device:"))
+            device = device_of(key)
+            if device is not None and self.learner is not None:
+                route = self.router.route(device)
                 if route is not None and route.key == key:
                     self.learner.hand_over(route, lane.streams)
         else:

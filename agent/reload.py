@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edgewatch.agent.bundle import MANIFEST, BundleError, verify_bundle
 from edgewatch.agent.decision_settings import Decision
-from edgewatch.agent.machines import DEFAULT
+from edgewatch.agent.machines import DEFAULT, machine_key
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model, same_input
 
@@ -88,9 +88,8 @@ class Reloader:
                     raise BundleError(f"{path}: cannot take over the running streams: {reason}")
             model = Model.load(bundle, self.decision, self.threads)
         except BundleError as e:
-            self.failures += 1
             log.error("model refused, keeping the one in use: %s", e)
-            self.report(str(e))
+            self.refuse(str(e))
             return False
         self.path = path
         self.loads += 1
@@ -159,7 +158,7 @@ class Reloaders:
             self.refused += 1
             self.report(f"model notice refused: {e}")
             return
-        key = DEFAULT if machine is None else f"machine:{machine}"
+        key = DEFAULT if machine is None else machine_key(machine)
         reloader = self.reloaders.get(key)
         if reloader is None:
             self.refused += 1

@@ -34,7 +34,7 @@ from edgewatch.agent.calibration import (
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.graph import FEATURE_ERROR, INPUT, SCORE
 from edgewatch.agent.model import sequences
-from edgewatch.agent.onsite.settings import MIN_FIT_ROWS
+from edgewatch.agent.onsite.settings import MIN_FIT_ROWS, rows_needed
 from edgewatch.agent.parity import with_flips
 from edgewatch.export.config import CsvData, NpyData, SimulatedData, TrainConfig
 from edgewatch.export.datasets import (
@@ -207,7 +207,7 @@ def _calibrated(
 def _enough(config: TrainConfig, rows: int, fitting: int, calibrating: int) -> None:
     """Refuse data too small to fit on, or to calibrate on, saying how many rows it needs."""
     share = config.calibration.validation
-    needed = max(math.ceil(MIN_FIT_ROWS / (1 - share)), math.ceil(MIN_CALIBRATION_ROWS / share))
+    needed = rows_needed(MIN_FIT_ROWS, share)
     if fitting < MIN_FIT_ROWS or calibrating < MIN_CALIBRATION_ROWS:
         raise DataError(
             f"{rows} rows leave {fitting} normal rows to fit on and {calibrating} to calibrate "

@@ -91,11 +91,12 @@ def learn(
     scale = fit_scale(outputs)
     thresholds = budget_thresholds(scale, outputs, settings.budget)
     parity = with_flips(parity, native, outputs, thresholds.raw_warning)
+    created = created or datetime.now(UTC)
     manifest = Manifest(
         schema_version=SCHEMA_VERSION,
         name=name,
-        version=(created or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ"),
-        created_at=created or datetime.now(UTC),
+        version=created.strftime("%Y%m%dT%H%M%SZ"),
+        created_at=created,
         edgewatch_version=metadata.version("edgewatch"),
         feature_spec=spec,
         feature_names=spec.feature_names,

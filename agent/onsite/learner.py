@@ -102,8 +102,6 @@ class Learner:
         except BundleError as e:
             log.error("%s: the learned bundle does not load, learning again: %s", route.device, e)
             return None
-        with self._lock:
-            self._devices.pop(route.device, None)
         return model
 
     def add(self, route: Route, blocks: Sequence[Block]) -> Counter[str]:

@@ -47,7 +47,14 @@ class Learning(Frozen):
         """The fewest rows a baseline can have: enough to fit, and ``MIN_CALIBRATION_ROWS``
         after them to calibrate on."""
         fit = MIN_FIT_ROWS * (self.clusters if self.detector == "kmeans" else 1)
-        return max(
-            math.ceil(fit / (1 - self.calibration)),
-            math.ceil(MIN_CALIBRATION_ROWS / self.calibration),
-        )
+        return rows_needed(fit, self.calibration)
+
+
+def rows_needed(fit: int, calibration: float) -> int:
+    """The fewest rows that leave ``fit`` rows to fit on and ``MIN_CALIBRATION_ROWS`` to
+    calibrate on, when the last ``calibration`` share calibrates.
+
+    >>> rows_needed(30, 0.3)
+    167
+    """
+    return max(math.ceil(fit / (1 - calibration)), math.ceil(MIN_CALIBRATION_ROWS / calibration))
