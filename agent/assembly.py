@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from edgewatch.agent.alert_windows import Keeper
 from edgewatch.agent.alerts import AlertMaker
 from edgewatch.agent.config import (
     AgentConfig,
@@ -33,7 +34,7 @@ from edgewatch.agent.machines import Router
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model
 from edgewatch.agent.onsite.learner import Learner
-from edgewatch.agent.pipeline import Pipeline, Recorder
+from edgewatch.agent.pipeline import Pipeline
 from edgewatch.agent.sinks.mqtt import Forwarder
 from edgewatch.agent.sinks.outputs import Lines, Sink, Spooled
 from edgewatch.agent.sinks.spool import Spool
@@ -192,7 +193,7 @@ def assemble(
     registry: Registry | None = None,
     supervisor: Supervisor | None = None,
     subscriptions: dict[str, Callable[[bytes], None]] | None = None,
-    record: Recorder | None = None,
+    keeper: Keeper | None = None,
     sinks: Sequence[Sink] = (),
     inline_learning: bool = False,
 ) -> Assembly:
@@ -210,7 +211,7 @@ def assemble(
         outputs,
         registry,
         telemetry_interval_s=telemetry.telemetry_interval_s if telemetry else 10.0,
-        record=record,
+        keeper=keeper,
         max_devices=config.max_devices,
         router=Router(config.machines, config.model.bundle is not None, config.max_devices),
     )
@@ -251,6 +252,7 @@ def _watches(
         config.model.threads,
         config.max_devices,
         inline=inline,
+        tell=pipeline.tell,
     )
     learner.export_metrics(pipeline.registry)
     return learner

@@ -1,5 +1,5 @@
-"""The runtime's commands: ``run``, ``warmup`` and ``feedback export`` (``agent.offline`` has
-``replay`` and ``learn``).
+"""The runtime's commands: ``run``, ``warmup``, ``feedback export`` and ``relearn``
+(``agent.offline`` has ``replay`` and ``learn``).
 
 Each handler parses nothing itself (argparse has done that), turns the user's mistakes into one
 line on stderr and an exit status of 2, and imports what it needs only when it runs.
@@ -119,6 +119,38 @@ def feedback_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def relearn(args: argparse.Namespace) -> int:
+    from edgewatch.agent.machines import Router
+    from edgewatch.agent.onsite.learner import folder_name
+    from edgewatch.agent.onsite.requests import ask, device_name
+
+    config = _config("relearn", args.config)
+    if isinstance(config, int):
+        return config
+    device = args.device
+    try:
+        device_name(device.encode())
+    except (ValueError, UnicodeEncodeError):
+        return fail("relearn", f"{device!r}: not a device name")
+    route = Router(config.machines, False, 1).claim(device)
+    if route is None or not route.learns:
+        return fail(
+            "relearn",
+            f"{args.config}: {device} is not a device of a machine that learns on site "
+            "([[machines]] with learn): a shipped bundle is retrained offline",
+        )
+    try:
+        path = ask(config.learning_dir, device, folder_name(device))
+    except OSError as e:
+        return fail("relearn", f"{config.learning_dir}: the request cannot be left: {e}")
+    print(
+        f"edgewatch relearn: asked ({path}); the running agent starts {device}'s new baseline "
+        "within a second, and its model scores on until the new one is learned",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def add(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     run_ = commands.add_parser("run", help="run the agent")
     run_.add_argument("--config", type=Path, required=True, help="the agent config (TOML)")
@@ -141,3 +173,10 @@ def add(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         help="or the database",
     )
     export.set_defaults(handler=feedback_export)
+
+    again = commands.add_parser(
+        "relearn", help="start a new on-site baseline for a device: its machine's normal moved"
+    )
+    again.add_argument("device", help="the device, as its blocks name it")
+    again.add_argument("--config", type=Path, required=True, help="the agent config (TOML)")
+    again.set_defaults(handler=relearn)

@@ -1,8 +1,11 @@
 """Operator feedback: labels for alerts, kept with the features that raised them, for retraining.
 
 Every raised alert's feature row is recorded here; a message ``{"alert_id", "label", "note"}`` on
-the feedback topic labels it. ``export`` writes one CSV row per labelled alert: its id, device,
-time, label, note and feature values, ready for ``edgewatch train`` to learn from.
+the feedback topic labels it: ``normal`` (a false alarm), ``anomaly`` (confirmed) or ``unsure``.
+``{"device", "label": "rebaseline"}`` (or an ``alert_id`` of the device) asks that the device
+learn its normal again. ``export`` writes one CSV row per labelled alert: its id, device, time,
+label, note and feature values, ready for ``edgewatch train --feedback``. Each accepted message
+also goes to ``listener`` (the pipeline, which hands it to on-site learning) as a ``Labelled``.
 
 Messages come from the network, so they are bounded: ``offer`` takes them on the network thread
 at most ``RATE`` a second (in bursts of up to ``BURST``) into an inbox of ``INBOX``, dropping and
@@ -17,19 +20,23 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from edgewatch.agent.alerts import Alert
 from edgewatch.agent.clock import Clock, SystemClock
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.schema import Frozen, problems
 
-Label = Literal["anomaly", "normal", "unsure"]
+Label = Literal["anomaly", "normal", "unsure", "rebaseline"]
 RATE, BURST, INBOX = 20.0, 100, 1000
+# The windows of the latest WINDOWS_OF alerts are kept, pruned every PRUNE_EVERY records.
+WINDOWS_OF, PRUNE_EVERY = 500, 100
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -41,6 +48,11 @@ CREATE TABLE IF NOT EXISTS alerts (
     names TEXT NOT NULL,
     features BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS windows (
+    alert_id TEXT NOT NULL,
+    features BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS windows_of_alert ON windows (alert_id);
 CREATE TABLE IF NOT EXISTS labels (
     alert_id TEXT NOT NULL,
     label TEXT NOT NULL,
@@ -51,9 +63,29 @@ CREATE TABLE IF NOT EXISTS labels (
 
 
 class Feedback(Frozen):
-    alert_id: Annotated[str, Field(min_length=1, max_length=64)]
+    alert_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    device: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     label: Label
     note: Annotated[str, Field(max_length=2000)] = ""
+
+    @model_validator(mode="after")
+    def _names_its_subject(self) -> "Feedback":
+        if self.label == "rebaseline" and (self.alert_id is None) == (self.device is None):
+            raise ValueError("rebaseline names a device or an alert_id of it, one of the two")
+        if self.label != "rebaseline" and (self.alert_id is None or self.device is not None):
+            raise ValueError(f"a {self.label} label names the alert_id it labels, and no device")
+        return self
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """An accepted message, for on-site learning: the device, the label, and the labelled
+    alert's feature names and the rows of its windows (none for a rebaseline)."""
+
+    device: str
+    label: Label
+    names: tuple[str, ...] = ()
+    rows: np.ndarray | None = None
 
 
 class FeedbackError(ValueError):
@@ -74,6 +106,8 @@ class FeedbackStore:
         self._inbox: queue.Queue[bytes] = queue.Queue(INBOX)
         self._clock = clock or SystemClock()
         self._tokens, self._refilled = float(BURST), self._clock.monotonic()
+        self.listener: Callable[[Labelled], None] | None = None
+        self._records = 0
 
     def offer(self, payload: bytes) -> None:
         """Queue a feedback message from the network; dropped and counted beyond the rate or
@@ -120,11 +154,13 @@ class FeedbackStore:
         except FeedbackError as e:
             log.warning("feedback refused: %s", e)
             return True
-        log.info("feedback: %s is %s", feedback.alert_id, feedback.label)
+        log.info("feedback: %s: %s", feedback.alert_id or feedback.device, feedback.label)
         return True
 
-    def record(self, alert: Alert, names: tuple[str, ...], features: np.ndarray) -> None:
-        """Keep a raised alert's feature row, to label later."""
+    def record(self, alert: Alert, names: tuple[str, ...], rows: np.ndarray) -> None:
+        """Keep rows of an open alert's windows, to label later: the first call of an alert
+        keeps it, with its first row as the row that raised it."""
+        blobs = [(alert.alert_id, row.astype("<f8").tobytes()) for row in rows]
         with self._lock:
             self._db.execute(
                 "INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?, ?)",
@@ -134,24 +170,59 @@ class FeedbackStore:
                     alert.ts.isoformat(),
                     f"{alert.model.name}:{alert.model.version}",
                     json.dumps(names),
-                    features.astype("<f8").tobytes(),
+                    blobs[0][1],
                 ),
             )
+            self._db.executemany("INSERT INTO windows VALUES (?, ?)", blobs)
+            self._records += 1
+            if self._records % PRUNE_EVERY == 0:
+                self._db.execute(
+                    "DELETE FROM windows WHERE alert_id NOT IN "
+                    "(SELECT alert_id FROM alerts ORDER BY rowid DESC LIMIT ?)",
+                    (WINDOWS_OF,),
+                )
+
+    def thin(self, alert_id: str) -> None:
+        """Drop every other window kept for ``alert_id``, the first kept."""
+        with self._lock:
+            kept = self._db.execute(
+                "SELECT rowid FROM windows WHERE alert_id = ? ORDER BY rowid", (alert_id,)
+            ).fetchall()
+            self._db.executemany("DELETE FROM windows WHERE rowid = ?", kept[1::2])
 
     def receive(self, payload: bytes) -> Feedback:
-        """Validate and store one feedback message; ``FeedbackError`` says what is wrong."""
+        """Validate and store one feedback message, and tell the listener; ``FeedbackError``
+        says what is wrong."""
         try:
             feedback = Feedback.model_validate_json(payload)
         except ValidationError as e:
             self.rejected += 1
             raise FeedbackError("; ".join(problems(e, root="message"))) from None
+        labelled = self._store(feedback)
+        self.accepted += 1
+        if self.listener is not None:
+            self.listener(labelled)
+        return feedback
+
+    def _store(self, feedback: Feedback) -> Labelled:
+        if feedback.alert_id is None:
+            assert feedback.device is not None
+            return Labelled(feedback.device, feedback.label)
         with self._lock:
             known = self._db.execute(
-                "SELECT 1 FROM alerts WHERE alert_id = ?", (feedback.alert_id,)
+                "SELECT device, names, features FROM alerts WHERE alert_id = ?",
+                (feedback.alert_id,),
             ).fetchone()
             if known is None:
                 self.rejected += 1
                 raise FeedbackError(f"alert_id {feedback.alert_id}: no such alert here")
+            device, names, blob = known
+            if feedback.label == "rebaseline":
+                return Labelled(device, feedback.label)
+            blobs = self._db.execute(
+                "SELECT features FROM windows WHERE alert_id = ? ORDER BY rowid",
+                (feedback.alert_id,),
+            ).fetchall()
             try:
                 self._db.execute("BEGIN")
                 self._db.execute("DELETE FROM labels WHERE alert_id = ?", (feedback.alert_id,))
@@ -164,8 +235,10 @@ class FeedbackStore:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
-        self.accepted += 1
-        return feedback
+        width = 8 * len(json.loads(names))
+        kept = [b for (b,) in blobs if len(b) == width] or [blob]
+        rows = np.stack([np.frombuffer(b, "<f8") for b in kept]).astype(np.float32)
+        return Labelled(device, feedback.label, tuple(json.loads(names)), rows)
 
     def export(self, out: Path) -> int:
         """Write the labelled alerts to CSV (the latest label of each); returns the row count."""

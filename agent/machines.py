@@ -89,15 +89,16 @@ class Router:
         if device in self._routes:
             self._routes.move_to_end(device)
             return self._routes[device]
+        route = self._routes[device] = self.claim(device)
+        return route
+
+    def claim(self, device: str) -> Route | None:
+        """The route ``device`` would take, not remembered."""
         machine = next((m for m in self.machines if m.claims(device)), None)
-        route: Route | None = None
         if machine is not None:
             key = device_key(device) if machine.learn is not None else machine_key(machine.name)
-            route = Route(device, key, machine)
-        elif self.default:
-            route = Route(device, DEFAULT, None)
-        self._routes[device] = route
-        return route
+            return Route(device, key, machine)
+        return Route(device, DEFAULT, None) if self.default else None
 
     def evicted(self) -> list[Route]:
         """The routes forgotten to stay within ``max_devices``, least recently seen first."""

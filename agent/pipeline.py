@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgewatch.agent.alert_windows import AlertWindows, Keeper
 from edgewatch.agent.alerts import Alert, AlertMaker
 from edgewatch.agent.drift import DriftWatch, independent
+from edgewatch.agent.feedback import Labelled
 from edgewatch.agent.framing import Block
 from edgewatch.agent.machines import DEFAULT, Lane, Route, Router, device_of
 from edgewatch.agent.metrics import Registry
@@ -35,8 +37,8 @@ from edgewatch.agent.sinks.outputs import Record, Sink
 from edgewatch.agent.streams import Part, StreamMetrics
 
 log = logging.getLogger(__name__)
+MAX_LABELS = 1000
 SCORE_BUCKETS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0)
-Recorder = Callable[[Alert, tuple[str, ...], np.ndarray], None]
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,17 @@ class Pipeline:
         max_batch: int = 256,
         offer_timeout_s: float = 1.0,
         telemetry_interval_s: float = 10.0,
-        record: Recorder | None = None,
+        keeper: Keeper | None = None,
         max_devices: int = 1000,
         router: Router | None = None,
     ) -> None:
         """``model`` scores the devices of the default route; ``router`` (default: every
         device to it) routes the others. ``max_devices`` caps the devices streamed;
-        ``record`` takes each raised alert's row."""
+        ``keeper`` keeps the rows of each open alert's windows (``agent.alert_windows``)."""
         self.alerts, self.fanout = alerts, Fanout(sinks, telemetry_interval_s)
         self.max_batch, self.max_devices = max_batch, max_devices
-        self.offer_timeout_s, self.record, self.capacity = offer_timeout_s, record, inbox
+        self.offer_timeout_s, self.capacity = offer_timeout_s, inbox
+        self.windows = AlertWindows(keeper) if keeper is not None else None
         self.inbox: queue.SimpleQueue[tuple[Block, float]] = queue.SimpleQueue()
         self.router = router or Router((), True, max_devices)
         self.learner: Learner | None = None
@@ -79,6 +82,7 @@ class Pipeline:
         self.report: Callable[[dict[str, object]], None] = lambda event: None
         self.lanes: dict[str, Lane] = {}
         self._swaps: dict[str, Model] = {}
+        self._labels: list[Labelled] = []
         self._swap_lock = threading.Lock()
         self.heartbeat = time.monotonic()
         self.dropped: Counter[str] = Counter()
@@ -158,6 +162,15 @@ class Pipeline:
         with self._swap_lock:
             self._swaps[key] = model
 
+    def tell(self, given: Labelled) -> None:
+        """An operator's label, for the device's learner from the next batch on; any thread
+        may call it."""
+        with self._swap_lock:
+            if len(self._labels) < MAX_LABELS:
+                self._labels.append(given)
+                return
+        self._drop("labels_full")
+
     def run(self, stop: threading.Event) -> None:
         """Process blocks until ``stop`` is set and the inbox is empty."""
         while True:
@@ -194,16 +207,20 @@ class Pipeline:
             route = self.router.route(block.device)
             if route is not None and route.key not in self.lanes and route.learns:
                 self._resume(route)
-            if route is not None and route.key in self.lanes:
+            scored = route is not None and route.key in self.lanes
+            if route is not None and scored:
                 lanes.setdefault(route.key, []).append(block)
-            elif route is not None and route.learns and self.learner is not None:
-                learning.setdefault(route.device, (route, []))[1].append(block)
-            else:
+            if route is not None and route.learns and self.learner is not None:
+                if not scored or self.learner.collecting(route.device):
+                    learning.setdefault(route.device, (route, []))[1].append(block)
+            elif not scored:
                 self._drop("no_model")
         for route, mine in learning.values():
             assert self.learner is not None
-            for reason, count in self.learner.add(route, mine).items():
-                self._drop(reason, count)
+            dropped = self.learner.add(route, mine)
+            if route.key not in self.lanes:  # else its lane counts the same blocks
+                for reason, count in dropped.items():
+                    self._drop(reason, count)
         done, records = Round(), list[Record]()
         for key, mine in lanes.items():
             self._lane(self.lanes[key], mine, done, records)
@@ -222,6 +239,8 @@ class Pipeline:
         for device in batch.forgotten:
             lane.decisions.forget(device)
             self.fanout.forget(device)
+            if self.windows is not None:
+                self.windows.forget(device)
         if batch.inputs is None or batch.rows is None or not len(batch.inputs):
             done.parts.extend(batch.parts)
             done.scores.extend(np.empty(0, np.float32) for _ in batch.parts)
@@ -234,16 +253,20 @@ class Pipeline:
         errors = scores.feature_error
         for part in batch.parts:
             self.scored_by_device[part.device] += len(part.ends)
+        names = model.bundle.manifest.feature_names
         for verdict in lane.decisions.decide(batch.parts, calibrated):
+            made = []
             for step in verdict.steps:
                 at = verdict.offset + step.index
                 row, error = batch.rows[at], None if errors is None else errors[at]
-                alert = self.alerts.make(verdict.device, step, model.bundle, row, error)
-                self.alerts_total.inc(1, alert.severity, alert.state)
-                if self.record is not None and step.state == "raised":
-                    self.record(alert, model.bundle.manifest.feature_names, row)
-                records.append(alert)
-                done.alerts.append(alert)
+                made.append(self.alerts.make(verdict.device, step, model.bundle, row, error))
+                self.alerts_total.inc(1, made[-1].severity, made[-1].state)
+            if self.windows is not None and (made or self.windows.open(verdict.device)):
+                indices = [step.index for step in verdict.steps]
+                rows = next(p.rows for p in batch.parts if p.device == verdict.device)
+                self.windows.take(verdict.device, made, indices, rows, names)
+            records += made
+            done.alerts.extend(made)
             due = self.fanout.telemetry(verdict.device, verdict.ts, verdict.peak)
             records += [due] if due else []
         ends = np.cumsum([len(part.ends) for part in batch.parts])[:-1]
@@ -277,6 +300,8 @@ class Pipeline:
 
     def _forget(self, route: Route) -> None:
         self.scored_by_device.pop(route.device, None)
+        if self.windows is not None:
+            self.windows.forget(route.device)
         self.fanout.forget(route.device)
         if route.learns:
             self.lanes.pop(route.key, None)
@@ -288,22 +313,34 @@ class Pipeline:
     def _apply_swaps(self) -> None:
         with self._swap_lock:
             swaps, self._swaps = self._swaps, {}
+            labels, self._labels = self._labels, []
         for key, model in swaps.items():
             self._use(key, model)
+        for given in labels:
+            self._label(given)
+
+    def _label(self, given: Labelled) -> None:
+        route = self.router.claim(given.device)
+        if route is not None and route.learns and self.learner is not None:
+            self.learner.label(route, given)
+        elif given.label == "rebaseline":
+            why = "it learns nothing on site: its model is a shipped bundle, or none"
+            log.warning("%s: rebaseline refused: %s", given.device, why)
+            self.report({"event": "rebaseline_refused", "device": given.device, "reason": why})
 
     def _use(self, key: str, model: Model) -> None:
         lane = self.lanes.get(key)
         if lane is None:
             lane = self.lanes[key] = Lane(model, self.stream_metrics, self.max_devices)
-            device = device_of(key)
-            if device is not None and self.learner is not None:
-                route = self.router.route(device)
-                if route is not None and route.key == key:
-                    self.learner.hand_over(route, lane.streams)
         else:
             lane.use(model)
             if self.drift is not None:
                 self.drift.reset([r.device for r in self.router.routes() if r.key == key])
+        device = device_of(key)
+        if device is not None and self.learner is not None:
+            route = self.router.route(device)
+            if route is not None and route.key == key:
+                self.learner.hand_over(route, lane.streams)
         manifest = model.bundle.manifest
         log.info("%s: model %s %s in use", key, manifest.name, manifest.version)
 

@@ -68,11 +68,12 @@ class Agent:
                 "feedback": self.supervisor.guard("feedback", self.feedback.offer),
                 "model": self.supervisor.guard("reload", self._notice),
             },
-            record=self.feedback.record,
+            keeper=self.feedback,
         )
         self.pipeline, self.sources = parts.pipeline, parts.sources
         self.spool, self.forwarder = parts.spool, parts.forwarder
         self.learner, self.learns = parts.learner, parts.learns
+        self.feedback.listener = self.pipeline.tell
         self._close_open_alerts()
         key = load_public_key(config.model.public_key) if config.model.public_key else None
         self.bundled = bundled(config)

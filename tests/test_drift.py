@@ -108,8 +108,7 @@ def test_a_learned_machine_reports_a_slow_drift_before_its_first_alert(tmp_path)
     run = list(_process("pump-1", 7200, faults=(fault,)))  # blocks of 10 s
     pipe.process(run[:364])
     assert pipe.learner is not None
-    ((route, rows),) = [pipe.learner._jobs.get_nowait()]  # the fitting thread's turn
-    pipe.learner.fit(route, rows)
+    pipe.learner._jobs.get_nowait()()  # the fitting thread's turn
     for block in run[364:]:
         pipe.process([block])
     (drift,) = events

@@ -30,7 +30,7 @@ def label(alert_id: str, value: str, note: str = "") -> bytes:
 
 def test_a_flood_of_labels_is_cut_to_the_rate_and_one_label_per_alert_is_kept(tmp_path):
     store = FeedbackStore(tmp_path / "feedback.sqlite", ManualClock())
-    store.record(raised("a1"), ("x",), np.ones(1))
+    store.record(raised("a1"), ("x",), np.ones((1, 1)))
     for i in range(5000):
         store.offer(label("a1", "normal" if i % 2 else "anomaly", str(i)))
     # The clock stood still: the burst passed, nothing more.
@@ -67,7 +67,7 @@ def test_a_label_for_an_unknown_alert_or_a_bad_message_is_refused_and_counted(tm
 
 def test_the_worker_stores_what_was_offered(tmp_path):
     store = FeedbackStore(tmp_path / "feedback.sqlite")
-    store.record(raised("a1"), ("x",), np.ones(1))
+    store.record(raised("a1"), ("x",), np.ones((1, 1)))
     store.offer(label("a1", "anomaly"))
     stop = threading.Event()
     worker = threading.Thread(target=store.run, args=(stop,))

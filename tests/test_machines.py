@@ -173,8 +173,7 @@ def test_a_machine_learns_its_normal_then_scores_and_a_restart_resumes_it(tmp_pa
 
     pipe.process(run[200:364])
     assert pipe.learner.states()["pump-1"]["state"] == "fitting"
-    ((route, rows),) = [pipe.learner._jobs.get_nowait()]  # the fitting thread's turn
-    pipe.learner.fit(route, rows)
+    pipe.learner._jobs.get_nowait()()  # the fitting thread's turn
     assert reports[-1]["event"] == "learned" and reports[-1]["rows"] == 3610
     bundle = tmp_path / folder_name("pump-1") / "bundle"
     assert verify_bundle(bundle).manifest.origin == "on_site"

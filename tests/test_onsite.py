@@ -1,6 +1,7 @@
 """On-site learning as the gateway runs it: NumPy detectors written as ONNX without the onnx
 package, the calibrated scale's fitted tail, and the learner's promises on new normal data."""
 
+import copy
 import json
 
 import numpy as np
@@ -50,6 +51,30 @@ def test_each_detector_scores_alike_natively_and_in_onnx_and_ranks_anomalies_hig
     assert native[500:].min() > np.quantile(native[:500], 0.999)
     far = np.vstack([_normal(10, 3) + 25.0, _normal(10, 3) + 250.0])
     assert (detector.score(far)[10:] > detector.score(far)[:10]).all()
+
+
+@pytest.mark.parametrize("detector", [Gaussian(), PcaT2Q(), Kmeans(clusters=2)], ids=KINDS)
+def test_windows_labelled_normal_score_low_and_a_fault_elsewhere_stays_high(detector):
+    """A third regime the operator called normal: its new rows score like normal ones, in
+    ONNX as natively, while rows shifted in another direction still score as anomalies."""
+    shift = np.zeros(6, np.float32)
+    shift[0] = 12.0
+    plain = copy.deepcopy(detector).fit(_normal(2000, 0))
+    detector.fit(_normal(2000, 0), _normal(100, 1) + shift)
+    regime = _normal(500, 2) + shift
+    fault = _normal(500, 3)
+    fault[:, 3] += 12.0
+    ordinary = _normal(500, 4)
+    level = np.quantile(plain.score(ordinary), 0.99)
+    assert np.median(plain.score(regime)) > level
+    assert np.median(detector.score(regime)) < level
+    assert (detector.score(fault) > level).mean() > 0.9
+    lowered = plain.score(ordinary) - detector.score(ordinary)
+    assert lowered.min() >= 0 and (lowered == 0).mean() > 0.95
+    rows = np.vstack([regime, fault, ordinary])
+    native = detector.score(rows)
+    exported = open_session(detector.onnx()).run([SCORE], {INPUT: rows})[0]
+    np.testing.assert_allclose(exported, native, rtol=1e-5, atol=1e-6 * native.std())
 
 
 def test_the_tail_recovers_a_known_generalized_pareto_distribution():

@@ -99,7 +99,7 @@ class Baseline:
     def save(self) -> None:
         """Write what it holds, atomically; ``OSError`` when the disk refuses."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        _replace(self.folder / ROWS, lambda f: np.save(f, self.matrix(), allow_pickle=False))
+        replace_file(self.folder / ROWS, lambda f: np.save(f, self.matrix(), allow_pickle=False))
         state = {
             "spec_sha256": self.spec_sha256,
             "first_ts": self.first_ts,
@@ -107,15 +107,14 @@ class Baseline:
             "stride": self.stride,
             "seen": self.seen,
         }
-        _replace(self.folder / STATE, lambda f: f.write(json.dumps(state).encode()))
+        replace_file(self.folder / STATE, lambda f: f.write(json.dumps(state).encode()))
         self.saved = self.count
 
     def clear(self) -> None:
         """Start again from nothing, on disk too."""
         self.count, self.stride, self.seen, self.saved = 0, 1, 0, 0
         self.first_ts = self.last_ts = None
-        for name in (ROWS, STATE):
-            (self.folder / name).unlink(missing_ok=True)
+        discard(self.folder)
 
     def _resume(self) -> None:
         try:
@@ -135,6 +134,12 @@ class Baseline:
         self.rows[: self.count] = kept.rows
         self.stride, self.seen = kept.stride, kept.seen
         self.first_ts, self.last_ts = kept.first_ts, kept.last_ts
+
+
+def discard(folder: Path) -> None:
+    """Remove the baseline saved in ``folder``."""
+    for name in (ROWS, STATE):
+        (folder / name).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -181,7 +186,7 @@ def restore(state: bytes, rows: bytes, spec_sha256: str, width: int, max_rows: i
     return Saved(data, stride, seen, first, last)
 
 
-def _replace(path: Path, write: Callable[[BinaryIO], object]) -> None:
+def replace_file(path: Path, write: Callable[[BinaryIO], object]) -> None:
     partial = path.with_name(f".{path.name}.partial")
     with partial.open("wb") as f:
         write(f)

@@ -12,6 +12,12 @@ computes in float64 like its graph, and scores higher for more anomalous rows:
   on at most ``SAMPLE`` of the rows, until at most one row in ``1 / STABLE`` changes cluster
   (or ``MAX_ITERATIONS``); the distance to each centre is divided by that cluster's
   95th-percentile radius over all the rows, and the score is the smallest ratio.
+
+Windows an operator labelled normal (``fit(rows, normal)``) make a second, ``Known`` part of
+the model: a Gaussian around their mean, whose covariance is theirs plus the fitting rows' (so
+it is never narrower than the machine's own noise in any direction). A row scores the lesser of
+the detector's score and its squared distance under that Gaussian, the latter brought to the
+detector's units by the ratio of the two scores' 99th percentiles on the fitting rows.
 """
 
 from abc import ABC, abstractmethod
@@ -35,12 +41,19 @@ class Detector(ABC):
     kind: ClassVar[Kind]
     explains: ClassVar[bool] = False
 
-    def fit(self, rows: np.ndarray) -> "Detector":
+    known: "Known | None" = None
+
+    def fit(self, rows: np.ndarray, normal: np.ndarray | None = None) -> "Detector":
+        """Fit on ``rows``, and on the windows labelled ``normal`` if any."""
         x = np.asarray(rows, dtype=np.float64)
         self.mean = x.mean(axis=0)
         std = x.std(axis=0)
         self.scale = np.where(std > 1e-12 * np.maximum(np.abs(self.mean), 1.0), std, 1.0)
-        self._fit((x - self.mean) / self.scale)
+        z = (x - self.mean) / self.scale
+        self._fit(z)
+        if normal is not None and len(normal):
+            labelled = (np.asarray(normal, dtype=np.float64) - self.mean) / self.scale
+            self.known = Known.of(z, labelled, self._score(z))
         return self
 
     @abstractmethod
@@ -61,11 +74,55 @@ class Detector(ABC):
     def score(self, rows: np.ndarray) -> np.ndarray:
         """The native scores of float32 rows, as the gateway feeds them, in float64."""
         x = np.asarray(rows, dtype=np.float32).astype(np.float64)
-        return self._score((x - self.mean) / self.scale)
+        z = (x - self.mean) / self.scale
+        scores = self._score(z)
+        return scores if self.known is None else np.minimum(scores, self.known.score(z))
 
     def onnx(self) -> bytes:
         g = Graph(len(self.mean))
-        return g.serialize(self._graph(g, g.standardize(g.as_double(), self.mean, self.scale)))
+        z = g.standardize(g.as_double(), self.mean, self.scale)
+        outputs = self._graph(g, z)
+        if self.known is not None:
+            score = g.op("Reshape", outputs[SCORE], g.const(np.array([-1])))
+            outputs[SCORE] = g.op("Min", score, self.known.graph(g, z))
+        return g.serialize(outputs)
+
+
+class Known:
+    """The windows labelled normal, as a Gaussian in the detector's standardized units."""
+
+    def __init__(self, centre: np.ndarray, whiten: np.ndarray, factor: float, rows: int):
+        self.centre, self.whiten, self.factor, self.rows = centre, whiten, factor, rows
+
+    @classmethod
+    def of(cls, z: np.ndarray, labelled: np.ndarray, scores: np.ndarray) -> "Known":
+        """From the standardized fitting rows ``z`` and their ``scores``, and the labelled
+        rows."""
+        own, _ = shrunk_covariance(z - z.mean(axis=0))
+        spread = np.cov(labelled, rowvar=False, bias=True) if len(labelled) > 1 else 0.0
+        reference = np.square(z @ _whitening(own)).sum(axis=1)
+        factor = float(np.quantile(scores, LIMIT_QUANTILE)) / max(
+            float(np.quantile(reference, LIMIT_QUANTILE)), 1e-12
+        )
+        return cls(labelled.mean(axis=0), _whitening(own + spread), factor, len(labelled))
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        w = (z - self.centre) @ self.whiten
+        scores: np.ndarray = self.factor * np.square(w).sum(axis=1)
+        return scores
+
+    def graph(self, g: Graph, z: str) -> str:
+        w = g.op("MatMul", g.op("Sub", z, g.const(self.centre)), g.const(self.whiten))
+        squared = g.op("ReduceSum", g.op("Mul", w, w), g.const(np.array([1])), keepdims=0)
+        return g.op("Mul", squared, g.const(np.array(self.factor)))
+
+
+def _whitening(covariance: np.ndarray) -> np.ndarray:
+    """``W`` with ``W Wᵀ`` the inverse of ``covariance`` (its tiny eigenvalues floored)."""
+    values, vectors = np.linalg.eigh(covariance)
+    floor = max(float(values.max()), 1e-12) * 1e-9
+    whiten: np.ndarray = vectors / np.sqrt(np.maximum(values, floor))
+    return whiten
 
 
 def shrunk_covariance(z: np.ndarray) -> tuple[np.ndarray, float]:
@@ -85,9 +142,7 @@ class Gaussian(Detector):
 
     def _fit(self, z: np.ndarray) -> None:
         covariance, self.shrinkage = shrunk_covariance(z)
-        values, vectors = np.linalg.eigh(covariance)
-        floor = max(float(values.max()), 1e-12) * 1e-9
-        self.whiten = vectors / np.sqrt(np.maximum(values, floor))
+        self.whiten = _whitening(covariance)
 
     def _score(self, z: np.ndarray) -> np.ndarray:
         w: np.ndarray = z @ self.whiten

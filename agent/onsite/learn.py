@@ -74,8 +74,10 @@ def learn(
     settings: Learning | None = None,
     name: str = "learned",
     created: datetime | None = None,
+    normal: np.ndarray | None = None,
 ) -> Learned:
-    """A model of the baseline ``rows[n, features]`` (time order) of ``spec``'s features;
+    """A model of the baseline ``rows[n, features]`` (time order) of ``spec``'s features, and
+    of the windows an operator labelled ``normal`` (which the calibration never sees);
     ``LearningError`` when the rows are too few or not finite."""
     settings = settings or Learning()
     rows = np.ascontiguousarray(rows, dtype=np.float32)
@@ -83,7 +85,10 @@ def learn(
     _check(rows, width, settings)
     cut = len(rows) - math.ceil(len(rows) * settings.calibration)
     fitting, held_back = rows[:cut], rows[cut:]
-    fitted = detector(settings).fit(fitting)
+    labelled = 0 if normal is None else len(normal)
+    if normal is not None and labelled:
+        _check_labelled(normal, width)
+    fitted = detector(settings).fit(fitting, normal)
     model = fitted.onnx()
     native = fitted.score(held_back)
     outputs = open_session(model).run([SCORE], {INPUT: held_back})[0]
@@ -111,7 +116,12 @@ def learn(
         thresholds=thresholds,
         training=Training(
             data_sha256=hashlib.sha256(rows.tobytes()).hexdigest(),
-            rows={"train": len(fitting), "validation": len(held_back), "validation_anomalous": 0},
+            rows={
+                "train": len(fitting),
+                "labelled_normal": labelled,
+                "validation": len(held_back),
+                "validation_anomalous": 0,
+            },
             hyperparameters={**fitted.hyperparameters(), "calibration": settings.calibration},
             metrics={},
             parity=parity,
@@ -140,6 +150,11 @@ def _check(rows: np.ndarray, width: int, settings: Learning) -> None:
             f"{needed} (the later {settings.calibration:.0%} calibrate it, and calibration "
             f"needs {MIN_CALIBRATION_ROWS})"
         )
+
+
+def _check_labelled(normal: np.ndarray, width: int) -> None:
+    if normal.ndim != 2 or normal.shape[1] != width or not np.isfinite(normal).all():
+        raise LearningError(f"the windows labelled normal must be finite rows of {width} features")
 
 
 def _outputs(detector: Detector, width: int) -> tuple[Tensor, ...]:

@@ -8,6 +8,14 @@ the bundle under the device's folder and installs the model: the device scores f
 block. A device that has learned before resumes from its bundle on disk, and one that was
 learning resumes its baseline.
 
+Operators' labels come in through ``label``. A window labelled ``normal`` or ``anomaly`` is
+kept beside the device's baseline (``agent.onsite.labelled``); a ``normal`` one re-fits the
+device on the fitting thread (``agent.onsite.refit``), and the model in use keeps scoring until
+the re-fit has passed its checks. ``rebaseline`` starts a new baseline of a device that has
+learned: it keeps scoring with its model while the pipeline hands its blocks here too, and the
+model learned from the new baseline takes over. A file ``relearning`` in the device's folder
+carries that across a restart.
+
 Bundles learned here are the agent's own: it loads them from its ``learning_dir`` unsigned,
 whatever the public key, as it loads its spool.
 """
@@ -21,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -30,18 +39,23 @@ from edgewatch.agent.bundle import BundleError, verify_bundle
 from edgewatch.agent.bundle_writer import write_bundle
 from edgewatch.agent.calibration import CalibrationError
 from edgewatch.agent.config import Machine
+from edgewatch.agent.feedback import Labelled
 from edgewatch.agent.framing import Block
 from edgewatch.agent.machines import Route
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model, gate
-from edgewatch.agent.onsite.baseline import Baseline
+from edgewatch.agent.onsite import labelled, requests
+from edgewatch.agent.onsite.baseline import Baseline, discard
 from edgewatch.agent.onsite.learn import LearningError, learn
+from edgewatch.agent.onsite.refit import RefitError, refit
 from edgewatch.agent.parity import ParityError
 from edgewatch.agent.streams import StreamMetrics, Streams
 
 log = logging.getLogger(__name__)
 BUNDLE = "bundle"
+RELEARNING = "relearning"
 SAVE_EVERY_S = 30.0
+REQUESTS_EVERY_S = 1.0
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # A learned device stays until the pipeline swaps its model in (``hand_over``).
 State = Literal["learning", "fitting", "learned"]
@@ -74,17 +88,20 @@ class Learner:
         max_devices: int = 1000,
         clock: Callable[[], float] = time.monotonic,
         inline: bool = False,
+        tell: Callable[[Labelled], None] | None = None,
     ) -> None:
         """``inline``: fit a complete baseline at once, on the caller's thread (a replay's),
-        instead of on the fitting thread."""
+        instead of on the fitting thread. ``tell`` takes the ``edgewatch relearn`` requests
+        that the fitting thread finds (``agent.onsite.requests``), as rebaseline labels."""
         self.folder, self.metrics, self.threads = folder, metrics, threads
         self.inline = inline
         self.install, self.report, self.clock = install, report, clock
-        self.max_devices = max_devices
+        self.max_devices, self.tell = max_devices, tell
         self._streams: dict[str, Streams] = {}
         self._devices: dict[str, _Device] = {}
-        self._jobs: queue.SimpleQueue[tuple[Route, np.ndarray]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._labels_pending: Counter[str] = Counter()
         self.fits: Counter[str] = Counter()
 
     def resume(self, route: Route) -> Model | None:
@@ -102,7 +119,14 @@ class Learner:
         except BundleError as e:
             log.error("%s: the learned bundle does not load, learning again: %s", route.device, e)
             return None
+        if (path.parent / RELEARNING).exists():
+            self._device(route)
         return model
+
+    def collecting(self, device: str) -> bool:
+        """Whether ``device``'s blocks grow a baseline (its first, or a new one)."""
+        found = self._devices.get(device)
+        return found is not None and found.state == "learning"
 
     def add(self, route: Route, blocks: Sequence[Block]) -> Counter[str]:
         """Blocks of a learning device; what they could not give, by reason."""
@@ -132,17 +156,53 @@ class Learner:
         if complete:
             with self._lock:
                 device.state = "fitting"
-            job = (route, device.baseline.matrix().copy())
+            job = partial(self.fit, route, device.baseline.matrix().copy())
             if self.inline:
-                self.fit(*job)
+                job()
             else:
                 self._jobs.put(job)
         return batch.dropped
 
+    def label(self, route: Route, given: Labelled) -> None:
+        """An operator's label for a device that learns on site: ``rebaseline`` starts its
+        new baseline now; a labelled window is kept, and a ``normal`` one re-fits it, on the
+        fitting thread (or at once, ``inline``)."""
+        if given.label == "rebaseline":
+            self.rebaseline(route)
+            return
+        if given.label == "unsure" or given.rows is None:
+            return
+        with self._lock:
+            self._labels_pending[route.device] += 1
+        job = partial(self._labelled, route, given)
+        if self.inline:
+            job()
+        else:
+            self._jobs.put(job)
+
+    def rebaseline(self, route: Route) -> None:
+        """Start ``route``'s device on a new baseline; its model, if it has one, scores on."""
+        folder = self.folder / folder_name(route.device)
+        discard(folder)
+        labelled.clear(folder)
+        try:
+            if (folder / BUNDLE).exists():
+                (folder / RELEARNING).touch()
+        except OSError as e:
+            log.error("%s: cannot mark the relearning: %s", route.device, e)
+        device = self._device(route)
+        with self._lock:
+            device.state = "learning"
+        device.baseline.clear()
+        device.primed = 0
+        log.info("%s: a new baseline begins", route.device)
+
     def hand_over(self, route: Route, to: Streams) -> None:
         """Give a device whose learned model is now in use its streaming state, to score on
-        with, and let go of it."""
+        with, and let go of it; one that is collecting a new baseline keeps both."""
         assert route.machine is not None
+        if self.collecting(route.device):
+            return
         streams = self._streams.get(route.machine.name)
         if streams is not None:
             streams.hand_over(route.device, to)
@@ -202,13 +262,17 @@ class Learner:
         )
 
     def run(self, stop: threading.Event) -> None:
-        """The fitting thread: learn each complete baseline as it comes."""
+        """The fitting thread: learn each complete baseline, take each label and relearn
+        request, as they come."""
         while not stop.is_set():
+            if self.tell is not None:
+                for device in requests.take(self.folder):
+                    self.tell(Labelled(device, "rebaseline"))
             try:
-                route, rows = self._jobs.get(timeout=0.5)
+                job = self._jobs.get(timeout=REQUESTS_EVERY_S)
             except queue.Empty:
                 continue
-            self.fit(route, rows)
+            job()
 
     def fit(self, route: Route, rows: np.ndarray) -> None:
         machine = route.machine
@@ -228,8 +292,11 @@ class Learner:
         self.fits["ok"] += 1
         thresholds = learned.manifest.thresholds
         with self._lock:
-            if (device := self._devices.get(route.device)) is not None:
+            device = self._devices.get(route.device)
+            # A rebaseline that came while fitting keeps its device learning.
+            if device is not None and device.state == "fitting":
                 device.state = "learned"
+                (path.parent / RELEARNING).unlink(missing_ok=True)
         self.install(route, model)
         log.info("%s learned its normal from %d rows", route.device, len(rows))
         self.report(
@@ -244,6 +311,48 @@ class Learner:
                 "notes": list(learned.notes),
             }
         )
+
+    def _labelled(self, route: Route, given: Labelled) -> None:
+        machine, folder = route.machine, self.folder / folder_name(route.device)
+        assert machine is not None and machine.features is not None and given.rows is not None
+        with self._lock:
+            self._labels_pending[route.device] -= 1
+            last = self._labels_pending[route.device] <= 0
+            if last:
+                del self._labels_pending[route.device]
+        if given.names != machine.features.feature_names:
+            self._refused(route, "the labelled alert was raised on other features")
+            return
+        kind: labelled.Kind = "normal" if given.label == "normal" else "anomaly"
+        try:
+            labelled.add(folder, kind, given.rows)
+        except OSError as e:
+            self._refused(route, f"the labelled window cannot be kept: {e}")
+            return
+        if kind == "normal" and last and not self.collecting(route.device):
+            self.refit(route)
+
+    def refit(self, route: Route) -> None:
+        """Fit ``route``'s device again with its labels; the old model scores on if it fails."""
+        machine, folder = route.machine, self.folder / folder_name(route.device)
+        assert machine is not None
+        try:
+            done = refit(folder, folder / BUNDLE, machine, route.device, self.threads)
+        except (RefitError, LearningError, CalibrationError, ParityError, BundleError) as e:
+            self._refused(route, str(e))
+            return
+        except OSError as e:
+            self._refused(route, f"the re-fitted bundle cannot be written: {e}")
+            return
+        self.fits["refit"] += 1
+        self.install(route, done.model)
+        log.info("%s re-fitted with %d windows labelled normal", route.device, done.normal)
+        self.report(done.event(route.device))
+
+    def _refused(self, route: Route, why: str) -> None:
+        self.fits["refit_refused"] += 1
+        log.error("%s: the re-fit is refused, the model in use scores on: %s", route.device, why)
+        self.report({"event": "refit_refused", "device": route.device, "reason": why})
 
     @staticmethod
     def _priming(machine: Machine) -> int:

@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ from edgewatch.agent.framing import (
 )
 from edgewatch.agent.offline import parse_replay_settings
 from edgewatch.agent.onsite.baseline import restore
+from edgewatch.agent.onsite.labelled import rows_of
+from edgewatch.agent.onsite.requests import device_name
 from edgewatch.agent.reload import parse_notice
 
 KEPT_ESCAPES = 5
@@ -216,8 +219,13 @@ PARSERS = {
     "feedback": Parser(
         Feedback.model_validate_json,
         (ValidationError,),
-        (b'{"alert_id": "3c280ff8", "label": "normal", "note": "belt"}',),
+        (
+            b'{"alert_id": "3c280ff8", "label": "normal", "note": "belt"}',
+            b'{"device": "pump-1", "label": "rebaseline"}',
+        ),
     ),
+    "labelled_rows": Parser(partial(rows_of, width=3), (ValueError,), (_ROWS,)),
+    "relearn_request": Parser(device_name, (ValueError,), (b"pump-1",)),
     "manifest": Parser(_manifest, (BundleError,), (_MANIFEST,)),
     "config": Parser(_config, (ConfigError,), (_CONFIG,)),
     "replay_settings": Parser(parse_replay_settings, (ConfigError,), (_REPLAY,)),
@@ -300,10 +308,11 @@ def run_all(inputs: int, seed: int = 0, only: tuple[str, ...] = ()) -> dict[str,
 
 
 def render(result: dict[str, Any]) -> str:
-    lines = [f"{'parser':<10} {'inputs':>9} {'taken':>9} {'refused':>9} {'escapes':>8} {'s':>7}"]
+    w = max(len("parser"), *map(len, result))
+    lines = [f"{'parser':<{w}} {'inputs':>9} {'taken':>9} {'refused':>9} {'escapes':>8} {'s':>7}"]
     for name, r in result.items():
         lines.append(
-            f"{name:<10} {r['inputs']:>9} {r['taken']:>9} {r['refused']:>9} {r['escapes']:>8} "
+            f"{name:<{w}} {r['inputs']:>9} {r['taken']:>9} {r['refused']:>9} {r['escapes']:>8} "
             f"{r['seconds']:>7.1f}"
         )
         lines += [f"    {e['error']}" for e in r["examples"]]
