@@ -114,8 +114,11 @@ def feedback_export(args: argparse.Namespace) -> int:
         path = config.feedback_db
     if not path.exists():
         return fail("feedback export", f"{path}: no feedback database")
-    count = FeedbackStore(path).export(args.out)
-    print(f"edgewatch feedback export: {count} labelled alerts to {args.out}", file=sys.stderr)
+    alerts, windows = FeedbackStore(path).export(args.out)
+    print(
+        f"edgewatch feedback export: {windows} windows of {alerts} labelled alerts to {args.out}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -163,7 +166,9 @@ def add(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
     feedback = commands.add_parser("feedback", help="operator labels")
     actions = feedback.add_subparsers(dest="action", required=True, metavar="ACTION")
-    export = actions.add_parser("export", help="labelled alerts with their features, as CSV")
+    export = actions.add_parser(
+        "export", help="the windows of labelled alerts with their features, as CSV"
+    )
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--config", type=Path, help="the agent config naming the database")
     export.add_argument(

@@ -1,11 +1,14 @@
-"""Operator feedback: labels for alerts, kept with the features that raised them, for retraining.
+"""Operator feedback: labels for alerts, kept with the features of their windows, for
+retraining.
 
-Every raised alert's feature row is recorded here; a message ``{"alert_id", "label", "note"}`` on
-the feedback topic labels it: ``normal`` (a false alarm), ``anomaly`` (confirmed) or ``unsure``.
-``{"device", "label": "rebaseline"}`` (or an ``alert_id`` of the device) asks that the device
-learn its normal again. ``export`` writes one CSV row per labelled alert: its id, device, time,
-label, note and feature values, ready for ``edgewatch train --feedback``. Each accepted message
-also goes to ``listener`` (the pipeline, which hands it to on-site learning) as a ``Labelled``.
+Every alert is recorded here with rows of its windows (``agent.alert_windows``); a message
+``{"alert_id", "label", "note"}`` on the feedback topic labels it: ``normal`` (a false alarm),
+``anomaly`` (confirmed) or ``unsure``. ``{"device", "label": "rebaseline"}`` (or an ``alert_id``
+of the device) asks that the device learn its normal again. ``export`` writes one CSV row per
+window of a labelled alert: the alert's id, device, time, label and note, the window's index
+and its feature values, ready for ``edgewatch train --feedback``. Each accepted message also
+goes to ``listener`` (the pipeline, which hands it to on-site learning) as a ``Labelled``.
+The windows of the latest ``WINDOWS_OF`` alerts are kept.
 
 Messages come from the network, so they are bounded: ``offer`` takes them on the network thread
 at most ``RATE`` a second (in bursts of up to ``BURST``) into an inbox of ``INBOX``, dropping and
@@ -35,7 +38,7 @@ from edgewatch.agent.schema import Frozen, problems
 
 Label = Literal["anomaly", "normal", "unsure", "rebaseline"]
 RATE, BURST, INBOX = 20.0, 100, 1000
-# The windows of the latest WINDOWS_OF alerts are kept, pruned every PRUNE_EVERY records.
+# Older alerts' windows are pruned every PRUNE_EVERY records.
 WINDOWS_OF, PRUNE_EVERY = 500, 100
 log = logging.getLogger(__name__)
 
@@ -219,10 +222,7 @@ class FeedbackStore:
             device, names, blob = known
             if feedback.label == "rebaseline":
                 return Labelled(device, feedback.label)
-            blobs = self._db.execute(
-                "SELECT features FROM windows WHERE alert_id = ? ORDER BY rowid",
-                (feedback.alert_id,),
-            ).fetchall()
+            rows = self._windows(feedback.alert_id, names, blob).astype(np.float32)
             try:
                 self._db.execute("BEGIN")
                 self._db.execute("DELETE FROM labels WHERE alert_id = ?", (feedback.alert_id,))
@@ -235,13 +235,11 @@ class FeedbackStore:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
-        width = 8 * len(json.loads(names))
-        kept = [b for (b,) in blobs if len(b) == width] or [blob]
-        rows = np.stack([np.frombuffer(b, "<f8") for b in kept]).astype(np.float32)
         return Labelled(device, feedback.label, tuple(json.loads(names)), rows)
 
-    def export(self, out: Path) -> int:
-        """Write the labelled alerts to CSV (the latest label of each); returns the row count."""
+    def export(self, out: Path) -> tuple[int, int]:
+        """Write the windows of the labelled alerts to CSV, one row each, with the alert's
+        latest label; how many alerts and windows."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT a.alert_id, a.device, a.ts, a.model, l.label, l.note, a.names, "
@@ -249,16 +247,28 @@ class FeedbackStore:
                 "WHERE l.rowid = (SELECT max(rowid) FROM labels WHERE alert_id = a.alert_id) "
                 "ORDER BY a.ts"
             ).fetchall()
+            windows = [self._windows(row[0], row[6], row[7]) for row in rows]
         names = list(dict.fromkeys(n for row in rows for n in json.loads(row[6])))
         with out.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["alert_id", "device", "ts", "model", "label", "note", *names])
-            for alert_id, device, ts, model, label, note, row_names, blob in rows:
-                values = dict(zip(json.loads(row_names), np.frombuffer(blob, "<f8"), strict=True))
-                writer.writerow(
-                    [alert_id, device, ts, model, label, note, *(values.get(n, "") for n in names)]
-                )
-        return len(rows)
+            writer.writerow(
+                ["alert_id", "device", "ts", "model", "label", "note", "window", *names]
+            )
+            for (*alert, row_names, _), mine in zip(rows, windows, strict=True):
+                for index, window in enumerate(mine):
+                    values = dict(zip(json.loads(row_names), window, strict=True))
+                    writer.writerow([*alert, index, *(values.get(n, "") for n in names)])
+        return len(rows), sum(map(len, windows))
+
+    def _windows(self, alert_id: str, names: str, raised: bytes) -> np.ndarray:
+        """The rows kept of an alert's windows (at least the row that raised it); the caller
+        holds the lock."""
+        blobs = self._db.execute(
+            "SELECT features FROM windows WHERE alert_id = ? ORDER BY rowid", (alert_id,)
+        ).fetchall()
+        width = 8 * len(json.loads(names))
+        kept = [b for (b,) in blobs if len(b) == width] or [raised]
+        return np.stack([np.frombuffer(b, "<f8") for b in kept])
 
     def close(self) -> None:
         with self._lock:

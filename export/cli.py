@@ -36,6 +36,13 @@ def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
     train.add_argument("-o", "--out", type=Path, required=True, help="bundle directory or .tar")
     train.add_argument("--sign-key", type=Path, help="Ed25519 private key (PEM) to sign with")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    train.add_argument(
+        "--feedback",
+        type=Path,
+        action="append",
+        default=[],
+        help="labels exported by `edgewatch feedback export` (CSV); may be repeated",
+    )
     train.set_defaults(handler=_guarded("train", _train))
     evaluate = commands.add_parser(
         "evaluate", help="score labelled data with a bundle, or run a benchmark protocol"
@@ -132,7 +139,7 @@ def _train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     key = load_private_key(args.sign_key) if args.sign_key else None
-    train(config, args.out, key, _progress(args.quiet))
+    train(config, args.out, key, _progress(args.quiet), args.feedback)
     return 0
 
 

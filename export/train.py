@@ -3,6 +3,7 @@
 import math
 import platform
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -50,6 +51,7 @@ from edgewatch.export.datasets import (
 )
 from edgewatch.export.detectors import build
 from edgewatch.export.detectors.base import Detector, Progress, quiet
+from edgewatch.export.feedback import Labelled, load_labels
 from edgewatch.export.metrics import point_metrics
 from edgewatch.export.parity import export_checked
 from edgewatch.sim.machine import PROCESS_CHANNELS, simulate_process, simulate_waveform
@@ -120,9 +122,15 @@ def inputs_of(rows: Features, history: int) -> tuple[np.ndarray, np.ndarray | No
 
 
 def fit(
-    config: TrainConfig, data: Dataset, progress: Progress = quiet, created: datetime | None = None
+    config: TrainConfig,
+    data: Dataset,
+    progress: Progress = quiet,
+    created: datetime | None = None,
+    feedback: Labelled | None = None,
 ) -> Trained:
-    """Train, export, check parity and calibrate; the manifest lists ``model.onnx``."""
+    """Train, export, check parity and calibrate; the manifest lists ``model.onnx``. The
+    operators' labelled windows in ``feedback`` join the training rows (``normal``) and the
+    validation rows (``anomaly``)."""
     spec = config.features
     progress(f"features: {len(spec.feature_names)} per row from {data.name}")
     detector = build(config.model)
@@ -133,6 +141,15 @@ def fit(
         x_train = x_train[labels[train_rows] == 0]
     x_valid = inputs[validation_rows]
     y_valid = labels[validation_rows] if labels is not None else None
+    if feedback is not None:
+        x_train, x_valid, y_valid = _with_feedback(
+            feedback, detector.history, x_train, x_valid, y_valid, progress
+        )
+    if config.calibration.policy == "f1_optimal" and (y_valid is None or not y_valid.any()):
+        raise DataError(
+            "calibration.policy f1_optimal needs anomalies among the validation rows: a label "
+            "column marking some, or alerts labelled anomaly (--feedback)"
+        )
     _enough(
         config,
         len(inputs),
@@ -170,6 +187,14 @@ def fit(
                 "train": len(x_train),
                 "validation": len(x_valid),
                 "validation_anomalous": int(y_valid.sum()) if y_valid is not None else 0,
+                **(
+                    {
+                        "feedback_normal": len(feedback.normal),
+                        "feedback_anomalous": len(feedback.anomaly),
+                    }
+                    if feedback is not None
+                    else {}
+                ),
             },
             hyperparameters=detector.hyperparameters(),
             metrics={k: v for k, v in metrics.items() if math.isfinite(v)},
@@ -182,6 +207,33 @@ def fit(
     return Trained(model, manifest)
 
 
+def _with_feedback(
+    feedback: Labelled,
+    history: int,
+    x_train: np.ndarray,
+    x_valid: np.ndarray,
+    y_valid: np.ndarray | None,
+    progress: Progress,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training and validation rows, and the validation labels, with the labelled
+    windows added."""
+    if history > 1 and (len(feedback.normal) or len(feedback.anomaly)):
+        raise DataError(
+            f"the labelled windows are single rows, and this model reads sequences of {history}: "
+            "train a model of single rows to learn from them"
+        )
+    progress(
+        f"feedback: {len(feedback.normal)} windows labelled normal join the training rows, "
+        f"{len(feedback.anomaly)} labelled anomaly the validation rows"
+    )
+    labels = np.zeros(len(x_valid), np.int64) if y_valid is None else y_valid
+    return (
+        np.concatenate([x_train, feedback.normal.astype(x_train.dtype)]),
+        np.concatenate([x_valid, feedback.anomaly.astype(x_valid.dtype)]),
+        np.concatenate([labels, np.ones(len(feedback.anomaly), labels.dtype)]),
+    )
+
+
 def _calibrated(
     config: TrainConfig, exported: np.ndarray, labels: np.ndarray | None, progress: Progress
 ) -> tuple[ScoreScale, Thresholds]:
@@ -189,8 +241,7 @@ def _calibrated(
     normal = exported if labels is None else exported[labels == 0]
     scale = fit_scale(normal)
     budget = config.calibration.budget
-    if config.calibration.policy == "f1_optimal":
-        assert labels is not None
+    if config.calibration.policy == "f1_optimal" and labels is not None:
         thresholds = f1_thresholds(scale, exported, labels, budget)
     else:
         thresholds = budget_thresholds(scale, normal, budget)
@@ -249,9 +300,12 @@ def train(
     out: Path,
     key: Ed25519PrivateKey | None = None,
     progress: Progress = quiet,
+    feedback: Sequence[Path] = (),
 ) -> Bundle:
-    """Train from ``config`` and write a verified bundle to ``out``."""
-    trained = fit(config, load_data(config), progress)
+    """Train from ``config`` (and the labels exported to the CSV files ``feedback``) and write
+    a verified bundle to ``out``."""
+    labelled = load_labels(feedback, config.features.feature_names) if feedback else None
+    trained = fit(config, load_data(config), progress, feedback=labelled)
     bundle = write_bundle(
         out, trained.manifest, {MODEL_FILE: trained.model.SerializeToString()}, key
     )

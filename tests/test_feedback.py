@@ -41,7 +41,7 @@ def test_a_flood_of_labels_is_cut_to_the_rate_and_one_label_per_alert_is_kept(tm
     with sqlite3.connect(tmp_path / "feedback.sqlite") as db:
         rows = db.execute("SELECT label, note FROM labels WHERE alert_id = 'a1'").fetchall()
     assert rows == [("normal", str(BURST - 1))]
-    assert store.export(tmp_path / "labels.csv") == 1
+    assert store.export(tmp_path / "labels.csv") == (1, 1)
 
 
 def test_the_rate_refills_with_time(tmp_path):

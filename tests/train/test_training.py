@@ -1,5 +1,6 @@
 """Training data, configs, calibration and ``edgewatch train``."""
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -14,10 +15,22 @@ from hypothesis import strategies as st
 from edgewatch.agent.bundle import verify_bundle
 from edgewatch.agent.calibration import ScoreScale, budget_thresholds, f1_thresholds, fit_scale
 from edgewatch.agent.cli import main
+from edgewatch.agent.feedback import FeedbackStore
 from edgewatch.agent.model import sequences
 from edgewatch.agent.scorer import Scorer
 from edgewatch.export.config import ConfigError, load_config, parse_config
-from edgewatch.export.datasets import DataError, features, load_csv, load_npy, rows_of, split
+from edgewatch.export.datasets import (
+    DataError,
+    features,
+    from_simulation,
+    load_csv,
+    load_npy,
+    rows_of,
+    split,
+)
+from edgewatch.export.feedback import load_labels
+from edgewatch.sim.machine import Fault, simulate_process
+from tests.test_feedback import raised
 
 PROCESS = """
 name = "pump"
@@ -339,3 +352,74 @@ def test_data_can_pick_columns_and_rows_and_take_times_that_go_back(tmp_path):
             .replace("duration = 3600\nseed = 1\n", "")
             .replace('faults = [{kind = "step", start = 3000, end = 3600, severity = 3}]\n', "")
         )
+
+
+def _exported_labels(tmp_path: Path) -> Path:
+    """The CSV ``edgewatch feedback export`` writes: a false alarm (a setpoint step on the
+    temperature) labelled normal, a confirmed fault (a step on the flow), an unsure one."""
+    spec = parse_config(PROCESS).features
+    faults = (
+        Fault(kind="step", start=1000, end=1600, severity=4, channel=0),
+        Fault(kind="step", start=2000, end=2600, severity=4, channel=3),
+    )
+    run = simulate_process(3600, 7, faults)
+    rows = features(spec, from_simulation("labelled", run, spec.channels)).rows
+    store = FeedbackStore(tmp_path / "feedback.sqlite")
+    for alert_id, span, label in (
+        ("a1", slice(1000, 1600), "normal"),
+        ("a2", slice(2000, 2600), "anomaly"),
+        ("a3", slice(100, 110), "unsure"),
+    ):
+        store.record(raised(alert_id), spec.feature_names, rows[span])
+        store.receive(json.dumps({"alert_id": alert_id, "label": label}).encode())
+    assert store.export(tmp_path / "labels.csv") == (3, 1210)
+    return tmp_path / "labels.csv"
+
+
+def test_train_learns_from_exported_labels_false_alarms_as_normal_and_confirmed_faults(
+    tmp_path, capsys
+):
+    labels = _exported_labels(tmp_path)
+    f1 = PROCESS.replace('faults = [{kind = "step", start = 3000, end = 3600, severity = 3}]', "")
+    f1 = f1.replace("validation = 0.3", 'validation = 0.3\npolicy = "f1_optimal"')
+    config = tmp_path / "pump.toml"
+    config.write_text(f1)
+    assert main(["train", str(config), "-o", str(tmp_path / "none"), "-q"]) == 2
+    assert "f1_optimal needs anomalies among the validation rows" in capsys.readouterr().err
+    assert main(["train", str(config), "-o", str(tmp_path / "b"), "--feedback", str(labels)]) == 0
+    assert "feedback: 600 windows labelled normal join the training rows, 600 labelled" in (
+        capsys.readouterr().err
+    )
+    manifest = verify_bundle(tmp_path / "b").manifest
+    rows = manifest.training.rows
+    assert (rows["feedback_normal"], rows["feedback_anomalous"]) == (600, 600)
+    assert rows["validation_anomalous"] == 600 and manifest.thresholds.policy == "f1_optimal"
+    assert manifest.training.metrics["recall"] > 0.9
+
+    plain = tmp_path / "plain.toml"
+    plain.write_text(f1.replace('\npolicy = "f1_optimal"', ""))
+    assert main(["train", str(plain), "-o", str(tmp_path / "p"), "-q"]) == 0
+    assert (
+        main(["train", str(plain), "-o", str(tmp_path / "f"), "-q", "--feedback", str(labels)]) == 0
+    )
+    table = np.genfromtxt(labels, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    false_alarm = np.array([list(r)[7:] for r in table if r["label"] == "normal"], np.float32)
+    before = Scorer(verify_bundle(tmp_path / "p"))(false_alarm).calibrated
+    after = Scorer(verify_bundle(tmp_path / "f"))(false_alarm).calibrated
+    assert np.median(after) < np.median(before)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace("ch", "xx", 1), "no column"),
+        (lambda t: t.replace(",normal,", ",fine,", 1), r"labels.csv:\d+: label 'fine'"),
+        (lambda t: t.replace(",normal,,0,", ",normal,,0,oops", 1), "not a number"),
+        (lambda t: "", "empty"),
+    ],
+)
+def test_bad_exported_labels_are_refused_with_the_file_and_line(tmp_path, edit, message):
+    labels = _exported_labels(tmp_path)
+    labels.write_text(edit(labels.read_text()))
+    with pytest.raises(DataError, match=message):
+        load_labels([labels], parse_config(PROCESS).features.feature_names)
