@@ -238,22 +238,26 @@ def assemble(
 def _watches(
     config: AgentConfig, pipeline: Pipeline, forwarder: Forwarder | None, inline: bool
 ) -> Learner:
-    """The pipeline's learner and drift watch, reporting on the status topic (or the log)."""
+    """The pipeline's learner, drift watch and trials, reporting on the status topic (or the
+    log)."""
     report = forwarder.status if forwarder is not None else _log_status
     if config.drift.enabled:
         d = config.drift
         pipeline.drift = DriftWatch(d.level, d.ratio, d.run_length, config.max_devices)
     pipeline.report = report
+    pipeline.trials.settings = config.shadow
+    install = pipeline.try_out if config.shadow.refits else pipeline.swap
     learner = pipeline.learner = Learner(
         config.learning_dir,
         pipeline.stream_metrics,
-        lambda route, model: pipeline.swap(model, route.key),
+        lambda route, model: install(model, route.key),
         report,
         config.model.threads,
         config.max_devices,
         inline=inline,
-        tell=pipeline.tell,
+        shadowed=config.shadow.refits,
     )
+    pipeline.trials.settled = learner.settled
     learner.export_metrics(pipeline.registry)
     return learner
 

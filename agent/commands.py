@@ -1,5 +1,5 @@
-"""The runtime's commands: ``run``, ``warmup``, ``feedback export`` and ``relearn``
-(``agent.offline`` has ``replay`` and ``learn``).
+"""The runtime's commands: ``run``, ``warmup``, ``feedback export``, ``relearn`` and
+``shadow`` (``agent.offline`` has ``replay`` and ``learn``).
 
 Each handler parses nothing itself (argparse has done that), turns the user's mistakes into one
 line on stderr and an exit status of 2, and imports what it needs only when it runs.
@@ -9,8 +9,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgewatch.agent.config import AgentConfig, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from edgewatch.agent.requests import Action
 
 
 def fail(command: str, message: str) -> int:
@@ -124,31 +128,58 @@ def feedback_export(args: argparse.Namespace) -> int:
 
 def relearn(args: argparse.Namespace) -> int:
     from edgewatch.agent.machines import Router
-    from edgewatch.agent.onsite.learner import folder_name
-    from edgewatch.agent.onsite.requests import ask, device_name
 
     config = _config("relearn", args.config)
     if isinstance(config, int):
         return config
-    device = args.device
-    try:
-        device_name(device.encode())
-    except (ValueError, UnicodeEncodeError):
-        return fail("relearn", f"{device!r}: not a device name")
-    route = Router(config.machines, False, 1).claim(device)
+    route = Router(config.machines, False, 1).claim(args.device)
     if route is None or not route.learns:
         return fail(
             "relearn",
-            f"{args.config}: {device} is not a device of a machine that learns on site "
+            f"{args.config}: {args.device} is not a device of a machine that learns on site "
             "([[machines]] with learn): a shipped bundle is retrained offline",
         )
+    return _ask("relearn", config, "relearn", args.device, f"{args.device}'s new baseline")
+
+
+def shadow(args: argparse.Namespace) -> int:
+    from edgewatch.agent.machines import DEFAULT, Router, machine_key
+
+    config = _config("shadow", args.config)
+    if isinstance(config, int):
+        return config
+    name = args.name
+    named = next((m for m in config.machines if m.name == name and m.bundle), None)
+    route = Router(config.machines, False, 1).claim(name)
+    if name == DEFAULT and config.model.bundle is not None:
+        lane = DEFAULT
+    elif named is not None:
+        lane = machine_key(name)
+    elif route is not None and route.learns:
+        lane = route.key
+    else:
+        return fail(
+            "shadow",
+            f"{args.config}: {name} is neither a machine with a bundle, nor a device that "
+            "learns on site, nor the default model",
+        )
+    action: Action = "promote" if args.action == "promote" else "retire"
+    return _ask("shadow", config, action, lane, f"the decision on {lane}'s candidate")
+
+
+def _ask(command: str, config: AgentConfig, action: "Action", subject: str, what: str) -> int:
+    from edgewatch.agent.requests import ask
+    from edgewatch.agent.requests import subject as check
+
     try:
-        path = ask(config.learning_dir, device, folder_name(device))
+        check(subject.encode())
+        path = ask(config.learning_dir, action, subject)
+    except (ValueError, UnicodeEncodeError):
+        return fail(command, f"{subject!r}: not a device or machine name")
     except OSError as e:
-        return fail("relearn", f"{config.learning_dir}: the request cannot be left: {e}")
+        return fail(command, f"{config.learning_dir}: the request cannot be left: {e}")
     print(
-        f"edgewatch relearn: asked ({path}); the running agent starts {device}'s new baseline "
-        "within a second, and its model scores on until the new one is learned",
+        f"edgewatch {command}: asked ({path}); the running agent takes {what} within a second",
         file=sys.stderr,
     )
     return 0
@@ -185,3 +216,9 @@ def add(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     again.add_argument("device", help="the device, as its blocks name it")
     again.add_argument("--config", type=Path, required=True, help="the agent config (TOML)")
     again.set_defaults(handler=relearn)
+
+    trial = commands.add_parser("shadow", help="decide on a candidate model on trial")
+    trial.add_argument("action", choices=["promote", "retire"])
+    trial.add_argument("name", help="the machine, the device learned on site, or default")
+    trial.add_argument("--config", type=Path, required=True, help="the agent config (TOML)")
+    trial.set_defaults(handler=shadow)

@@ -27,7 +27,14 @@ from pydantic import (
     model_validator,
 )
 
-from edgewatch.agent.decision_settings import Decision, DriftSettings, Gate, Name, Settings
+from edgewatch.agent.decision_settings import (
+    Decision,
+    DriftSettings,
+    Gate,
+    Name,
+    Settings,
+    ShadowSettings,
+)
 from edgewatch.agent.features import ChannelName, FeatureSpec
 from edgewatch.agent.onsite.settings import Learning
 from edgewatch.agent.schema import problems
@@ -264,6 +271,7 @@ class AgentConfig(Settings):
     mqtt: Broker | None = None
     decision: Decision = Decision()
     drift: DriftSettings = DriftSettings()
+    shadow: ShadowSettings = ShadowSettings()
     spool: Spool = Spool()
     feedback_db: Path = Path("/var/lib/edgewatch/feedback.sqlite")
     http: Http = Http()

@@ -73,3 +73,18 @@ class DriftSettings(Settings):
                 f"ratio {self.ratio:g} at level {self.level:g} asks for more than every window"
             )
         return self
+
+
+class ShadowSettings(Settings):
+    """Candidate models scored beside the model in use before they take over
+    (``agent.shadow``): bundles from a hot reload (``reloads``), models re-fitted or relearned
+    on site (``refits``). The trial lasts ``duration_s`` of the windows' own time and at least
+    ``min_windows`` windows; the candidate is then promoted if it raised at most
+    ``max_alert_ratio`` times the alerts of the model in use, flagged no more windows labelled
+    normal, and caught every alert labelled anomaly during the trial."""
+
+    reloads: bool = False
+    refits: bool = False
+    duration_s: float = Field(default=86_400.0, gt=0, le=90 * 86_400)
+    min_windows: int = Field(default=1000, ge=1, le=10**9)
+    max_alert_ratio: float = Field(default=1.0, ge=0, le=1000)

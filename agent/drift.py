@@ -22,12 +22,15 @@ its lane gets a new model (``reset``).
 
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgewatch.agent.bundle import Manifest
 from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.model import Model
+from edgewatch.agent.streams import Part
 
 TOP_FEATURES = 5
 
@@ -159,6 +162,20 @@ class DriftWatch:
                 evidence = self._evidence(state, manifest)
                 return Drift(device, float(ends[i]), state.since, rate, evidence)
         return None
+
+    def batch(
+        self, parts: Sequence[Part], scores: Sequence[np.ndarray], model: Model
+    ) -> list[Drift]:
+        """The signals of one lane's batch: each device's part, its calibrated scores, and the
+        lane's model."""
+        manifest = model.bundle.manifest
+        stride = independent(manifest.feature_spec)
+        warning = model.policy.warning
+        found = [
+            self.watch(part.device, part.ends, mine, part.rows, manifest, warning, stride)
+            for part, mine in zip(parts, scores, strict=True)
+        ]
+        return [signal for signal in found if signal is not None]
 
     def reset(self, devices: list[str] | None = None) -> None:
         """Watch afresh: every device, or ``devices`` (their lane has a new model)."""

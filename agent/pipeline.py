@@ -25,16 +25,18 @@ import numpy as np
 
 from edgewatch.agent.alert_windows import AlertWindows, Keeper
 from edgewatch.agent.alerts import Alert, AlertMaker
-from edgewatch.agent.drift import DriftWatch, independent
+from edgewatch.agent.drift import DriftWatch
 from edgewatch.agent.feedback import Labelled
 from edgewatch.agent.framing import Block
 from edgewatch.agent.machines import DEFAULT, Lane, Route, Router, device_of
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model
 from edgewatch.agent.onsite.learner import Learner
+from edgewatch.agent.scorer import Scores
+from edgewatch.agent.shadow import Trials
 from edgewatch.agent.sinks.fanout import Fanout
 from edgewatch.agent.sinks.outputs import Record, Sink
-from edgewatch.agent.streams import Part, StreamMetrics
+from edgewatch.agent.streams import Batch, Part, StreamMetrics
 
 log = logging.getLogger(__name__)
 MAX_LABELS = 1000
@@ -82,12 +84,16 @@ class Pipeline:
         self.report: Callable[[dict[str, object]], None] = lambda event: None
         self.lanes: dict[str, Lane] = {}
         self._swaps: dict[str, Model] = {}
+        self._candidates: dict[str, Model] = {}
+        self._verdicts: dict[str, bool] = {}
         self._labels: list[Labelled] = []
+        self.trials = Trials(lambda event: self.report(event))
         self._swap_lock = threading.Lock()
         self.heartbeat = time.monotonic()
         self.dropped: Counter[str] = Counter()
         self.registry = registry = registry or Registry()
         self.stream_metrics = StreamMetrics.of(registry)
+        self.trials.export_metrics(registry)
         self.scored_by_device: Counter[str] = Counter()
         self._export_metrics(registry)
         if model is not None:
@@ -162,6 +168,17 @@ class Pipeline:
         with self._swap_lock:
             self._swaps[key] = model
 
+    def try_out(self, model: Model, key: str = DEFAULT) -> None:
+        """Try ``model`` in the shadow of lane ``key``'s model from the next batch on (in use
+        at once if the lane has none); any thread may call it."""
+        with self._swap_lock:
+            self._candidates[key] = model
+
+    def decide(self, key: str, promote: bool) -> None:
+        """Promote or retire lane ``key``'s candidate, from the next batch on; any thread."""
+        with self._swap_lock:
+            self._verdicts[key] = promote
+
     def tell(self, given: Labelled) -> None:
         """An operator's label, for the device's learner from the next batch on; any thread
         may call it."""
@@ -223,7 +240,7 @@ class Pipeline:
                     self._drop(reason, count)
         done, records = Round(), list[Record]()
         for key, mine in lanes.items():
-            self._lane(self.lanes[key], mine, done, records)
+            self._lane(key, mine, done, records)
         if records:
             self.fanout.write(records)
         for route in self.router.evicted():
@@ -232,7 +249,8 @@ class Pipeline:
             self.on_round(done)
         return done
 
-    def _lane(self, lane: Lane, blocks: list[Block], done: Round, records: list[Record]) -> None:
+    def _lane(self, key: str, blocks: list[Block], done: Round, records: list[Record]) -> None:
+        lane = self.lanes[key]
         batch = lane.streams.batch(blocks)
         for reason, count in batch.dropped.items():
             self._drop(reason, count)
@@ -250,11 +268,29 @@ class Pipeline:
         calibrated = scores.calibrated
         self.windows_scored.inc(len(calibrated))
         self.scores.observe_array(calibrated)
-        errors = scores.feature_error
         for part in batch.parts:
             self.scored_by_device[part.device] += len(part.ends)
-        names = model.bundle.manifest.feature_names
-        for verdict in lane.decisions.decide(batch.parts, calibrated):
+        raised = self._decide(lane, batch, scores, done, records)
+        ends = np.cumsum([len(part.ends) for part in batch.parts])[:-1]
+        split = np.split(calibrated, ends)
+        done.parts.extend(batch.parts)
+        done.scores.extend(split)
+        for found in self.drift.batch(batch.parts, split, model) if self.drift else ():
+            self.drift_events.inc()
+            log.warning("%s: drift (%d windows)", found.device, found.windows)
+            self.report(found.event())
+        chosen = self.trials.score(key, batch.parts, batch.inputs, model, calibrated, raised)
+        if chosen is not None:
+            self._use(key, chosen)
+
+    def _decide(
+        self, lane: Lane, batch: Batch, scores: Scores, done: Round, records: list[Record]
+    ) -> int:
+        """The lane's decisions on a scored batch: its alerts, their windows kept and its
+        telemetry; how many alerts it raised."""
+        assert batch.rows is not None
+        model, errors, raised = lane.model, scores.feature_error, 0
+        for verdict in lane.decisions.decide(batch.parts, scores.calibrated):
             made = []
             for step in verdict.steps:
                 at = verdict.offset + step.index
@@ -262,33 +298,16 @@ class Pipeline:
                 made.append(self.alerts.make(verdict.device, step, model.bundle, row, error))
                 self.alerts_total.inc(1, made[-1].severity, made[-1].state)
             if self.windows is not None and (made or self.windows.open(verdict.device)):
+                names = model.bundle.manifest.feature_names
                 indices = [step.index for step in verdict.steps]
                 rows = next(p.rows for p in batch.parts if p.device == verdict.device)
                 self.windows.take(verdict.device, made, indices, rows, names)
+            raised += sum(alert.state == "raised" for alert in made)
             records += made
             done.alerts.extend(made)
             due = self.fanout.telemetry(verdict.device, verdict.ts, verdict.peak)
             records += [due] if due else []
-        ends = np.cumsum([len(part.ends) for part in batch.parts])[:-1]
-        split = np.split(calibrated, ends)
-        done.parts.extend(batch.parts)
-        done.scores.extend(split)
-        if self.drift is not None:
-            self._watch(self.drift, batch.parts, split, model)
-
-    def _watch(
-        self, drift: DriftWatch, parts: list[Part], scores: list[np.ndarray], model: Model
-    ) -> None:
-        manifest = model.bundle.manifest
-        stride = independent(manifest.feature_spec)
-        for part, mine in zip(parts, scores, strict=True):
-            found = drift.watch(
-                part.device, part.ends, mine, part.rows, manifest, model.policy.warning, stride
-            )
-            if found is not None:
-                self.drift_events.inc()
-                log.warning("%s: drift (%d windows)", found.device, found.windows)
-                self.report(found.event())
+        return raised
 
     def _resume(self, route: Route) -> None:
         """A learning device seen for the first time: its learned model, if it has one."""
@@ -313,14 +332,29 @@ class Pipeline:
     def _apply_swaps(self) -> None:
         with self._swap_lock:
             swaps, self._swaps = self._swaps, {}
+            candidates, self._candidates = self._candidates, {}
+            verdicts, self._verdicts = self._verdicts, {}
             labels, self._labels = self._labels, []
         for key, model in swaps.items():
+            self.trials.drop(key, "the model in use was replaced")
             self._use(key, model)
+        for key, model in candidates.items():
+            lane = self.lanes.get(key)
+            if lane is None:
+                self._use(key, model)
+            else:
+                self.trials.start(key, lane.model, model)
+        for key, promote in verdicts.items():
+            if (chosen := self.trials.decide(key, promote)) is not None:
+                self._use(key, chosen)
         for given in labels:
             self._label(given)
 
     def _label(self, given: Labelled) -> None:
         route = self.router.claim(given.device)
+        lane = self.lanes.get(route.key) if route is not None else None
+        if route is not None and lane is not None and given.rows is not None:
+            self.trials.label(route.key, given.label, given.rows, lane.model)
         if route is not None and route.learns and self.learner is not None:
             self.learner.label(route, given)
         elif given.label == "rebaseline":

@@ -24,11 +24,12 @@ from edgewatch.agent.alerts import Alert
 from edgewatch.agent.assembly import assemble
 from edgewatch.agent.bundle import load_public_key
 from edgewatch.agent.config import AgentConfig
-from edgewatch.agent.feedback import FeedbackStore
+from edgewatch.agent.feedback import FeedbackStore, Labelled
 from edgewatch.agent.http import StatusServer
 from edgewatch.agent.machines import DEFAULT, bundled
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.reload import Reloader, Reloaders
+from edgewatch.agent.requests import Requests
 from edgewatch.agent.sdnotify import notify, watchdog_interval
 from edgewatch.agent.supervisor import Supervisor
 from edgewatch.kernels import runtime
@@ -77,6 +78,7 @@ class Agent:
         self._close_open_alerts()
         key = load_public_key(config.model.public_key) if config.model.public_key else None
         self.bundled = bundled(config)
+        install = self.pipeline.try_out if config.shadow.reloads else self.pipeline.swap
         self.reloaders = Reloaders(
             {
                 lane.key: Reloader(
@@ -85,7 +87,7 @@ class Agent:
                     lane.decision,
                     config.model.threads,
                     partial(self.pipeline.model_of, lane.key),
-                    partial(self.pipeline.swap, key=lane.key),
+                    partial(install, key=lane.key),
                     self._model_error,
                     notice_root=config.model.notice_root,
                 )
@@ -165,6 +167,14 @@ class Agent:
             self.supervisor.start("reload", self.reloaders.run, self._watch_stop)
         if self.learns:
             self.supervisor.start("learning", self.learner.run, self._watch_stop)
+        shadow = self.config.shadow
+        if self.learns or shadow.reloads or shadow.refits:
+            requests = Requests(
+                self.config.learning_dir,
+                lambda device: self.pipeline.tell(Labelled(device, "rebaseline")),
+                self.pipeline.decide,
+            )
+            self.supervisor.start("requests", requests.run, self._watch_stop)
         self.supervisor.start("feedback", self.feedback.run, self._watch_stop)
         self.http.start()
         interval = watchdog_interval()

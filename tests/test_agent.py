@@ -298,6 +298,45 @@ def test_a_tampered_bundle_is_refused_and_the_old_model_keeps_scoring(
     assert agent.stop() == 0
 
 
+def test_a_reloaded_bundle_goes_on_trial_and_an_operator_promotes_it(
+    broker, waveform_bundle, bundles, tmp_path
+):
+    watched = tmp_path / "bundles" / "fan"
+    shutil.copytree(waveform_bundle, watched)
+    subscriber = Subscriber(broker.port, ROOT + "status")
+    top = f'learning_dir = "{tmp_path / "learning"}"\n'
+    top += "shadow = { reloads = true, duration_s = 3600, min_windows = 100000 }\n"
+    agent = AgentProcess(tmp_path, mqtt_body(broker.port), watched, top=top)
+    try:
+        agent.healthy()
+        shutil.rmtree(watched)
+        shutil.copytree(bundles["fan-2"], watched)
+        wait_for(lambda: "shadow_started" in events(subscriber), what="the trial")
+        url = f"mqtt://127.0.0.1:{broker.port}/sensors/fan"
+        simulate("--to", url, "--duration", "1")
+        wait_for(lambda: agent.metric('edgewatch_shadow_windows{lane="default"}') == 49)
+        assert json.loads(agent.get("/healthz")[1])["model"] == "fan:1"  # still in use
+        assert agent.metric("edgewatch_windows_scored_total") == 49
+        asked = subprocess.run(
+            [sys.executable, "-m", "edgewatch.agent.cli", "shadow", "promote", "default",
+             "--config", agent.config],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert "the decision on default's candidate" in asked.stderr
+        wait_for(lambda: "shadow_promoted" in events(subscriber), what="the promotion")
+        (promoted,) = [e for e in subscriber.payloads("status") if isinstance(e, dict)][-1:]
+        assert promoted["reason"] == "by command" and promoted["windows"] == 49
+        assert promoted["candidate"] == "fan:2"
+        wait_for(lambda: json.loads(agent.get("/healthz")[1])["model"] == "fan:2")
+        assert agent.metric('edgewatch_shadow_decisions_total{result="promoted"}') == 1
+    finally:
+        assert agent.stop() == 0
+
+
+def events(subscriber: Subscriber) -> list[object]:
+    return [p["event"] for p in subscriber.payloads("status") if isinstance(p, dict)]
+
+
 @pytest.mark.parametrize(
     "body, message",
     [

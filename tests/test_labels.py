@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from edgewatch.agent import requests
 from edgewatch.agent.alert_windows import LIMIT, AlertWindows
 from edgewatch.agent.alerts import Alert
 from edgewatch.agent.bundle import verify_bundle
 from edgewatch.agent.feedback import FeedbackError, FeedbackStore, Labelled
 from edgewatch.agent.framing import Block
-from edgewatch.agent.onsite import labelled, requests
-from edgewatch.agent.onsite.learner import folder_name
+from edgewatch.agent.onsite import labelled
+from edgewatch.agent.onsite.folders import folder_name
 from edgewatch.agent.onsite.refit import RefitError, refit
 from edgewatch.agent.pipeline import Pipeline
 from edgewatch.sim.machine import Fault
@@ -109,7 +110,7 @@ def test_a_refit_that_would_miss_a_confirmed_anomaly_is_refused_and_the_old_mode
     labelled.add(folder, "normal", odd)
     labelled.add(folder, "anomaly", odd[:3])  # the operator said both of the same state
     with pytest.raises(RefitError, match="3 of the 3 windows labelled anomaly"):
-        refit(folder, bundle, route.machine, "pump-1", 1)
+        refit(folder, route.machine, "pump-1", 1)
     assert verify_bundle(bundle).manifest_sha256 == before
     assert not (folder / "candidate").exists()
 
@@ -216,8 +217,9 @@ def test_relearn_leaves_a_request_the_agent_takes_once(tmp_path):
     refused = edgewatch("relearn", "fan-1", "--config", config, check=False)
     assert refused.returncode == 2
     assert "fan-1 is not a device of a machine that learns on site" in refused.stderr
-    (learning / "relearn" / "junk").write_bytes(b"\x00\xff")
-    (learning / "relearn" / "a-folder").mkdir()
-    assert requests.take(learning) == ["pump-1"]
+    (learning / "requests" / "relearn-junk").write_bytes(b"\x00\xff")
+    (learning / "requests" / "melt-x").write_bytes(b"pump-1")
+    (learning / "requests" / "relearn-folder").mkdir()
+    assert requests.take(learning) == [("relearn", "pump-1")]
     assert requests.take(learning) == []
-    assert [p.name for p in (learning / "relearn").iterdir()] == ["a-folder"]
+    assert [p.name for p in (learning / "requests").iterdir()] == ["relearn-folder"]

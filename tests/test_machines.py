@@ -17,7 +17,8 @@ from edgewatch.agent.framing import Block
 from edgewatch.agent.machines import Router
 from edgewatch.agent.model import Model
 from edgewatch.agent.onsite.baseline import Baseline
-from edgewatch.agent.onsite.learner import Learner, folder_name
+from edgewatch.agent.onsite.folders import folder_name
+from edgewatch.agent.onsite.learner import Learner
 from edgewatch.agent.onsite.settings import Learning
 from edgewatch.agent.pipeline import Pipeline
 from edgewatch.agent.sinks.outputs import Sink

@@ -20,10 +20,8 @@ Bundles learned here are the agent's own: it loads them from its ``learning_dir`
 whatever the public key, as it loads its spool.
 """
 
-import hashlib
 import logging
 import queue
-import re
 import threading
 import time
 from collections import Counter
@@ -41,31 +39,21 @@ from edgewatch.agent.calibration import CalibrationError
 from edgewatch.agent.config import Machine
 from edgewatch.agent.feedback import Labelled
 from edgewatch.agent.framing import Block
-from edgewatch.agent.machines import Route
+from edgewatch.agent.machines import Route, device_of
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model, gate
-from edgewatch.agent.onsite import labelled, requests
+from edgewatch.agent.onsite import folders, labelled
 from edgewatch.agent.onsite.baseline import Baseline, discard
+from edgewatch.agent.onsite.folders import BUNDLE, CANDIDATE, RELEARNING, folder_name
 from edgewatch.agent.onsite.learn import LearningError, learn
 from edgewatch.agent.onsite.refit import RefitError, refit
 from edgewatch.agent.parity import ParityError
 from edgewatch.agent.streams import StreamMetrics, Streams
 
 log = logging.getLogger(__name__)
-BUNDLE = "bundle"
-RELEARNING = "relearning"
 SAVE_EVERY_S = 30.0
-REQUESTS_EVERY_S = 1.0
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # A learned device stays until the pipeline swaps its model in (``hand_over``).
 State = Literal["learning", "fitting", "learned"]
-
-
-def folder_name(device: str) -> str:
-    """A device's folder: its name when that is a safe file name, else a hash of it."""
-    if SAFE_NAME.fullmatch(device):
-        return device
-    return "device-" + hashlib.sha256(device.encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -88,15 +76,16 @@ class Learner:
         max_devices: int = 1000,
         clock: Callable[[], float] = time.monotonic,
         inline: bool = False,
-        tell: Callable[[Labelled], None] | None = None,
+        shadowed: bool = False,
     ) -> None:
         """``inline``: fit a complete baseline at once, on the caller's thread (a replay's),
-        instead of on the fitting thread. ``tell`` takes the ``edgewatch relearn`` requests
-        that the fitting thread finds (``agent.onsite.requests``), as rebaseline labels."""
+        instead of on the fitting thread. ``shadowed``: a device's new model, re-fitted or
+        relearned, goes on trial (``install`` puts it there) and becomes its bundle only if
+        promoted (``settled``)."""
         self.folder, self.metrics, self.threads = folder, metrics, threads
         self.inline = inline
         self.install, self.report, self.clock = install, report, clock
-        self.max_devices, self.tell = max_devices, tell
+        self.max_devices, self.shadowed = max_devices, shadowed
         self._streams: dict[str, Streams] = {}
         self._devices: dict[str, _Device] = {}
         self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -119,6 +108,7 @@ class Learner:
         except BundleError as e:
             log.error("%s: the learned bundle does not load, learning again: %s", route.device, e)
             return None
+        folders.abandon(path.parent)
         if (path.parent / RELEARNING).exists():
             self._device(route)
         return model
@@ -262,14 +252,11 @@ class Learner:
         )
 
     def run(self, stop: threading.Event) -> None:
-        """The fitting thread: learn each complete baseline, take each label and relearn
-        request, as they come."""
+        """The fitting thread: learn each complete baseline, and take each label, as they
+        come."""
         while not stop.is_set():
-            if self.tell is not None:
-                for device in requests.take(self.folder):
-                    self.tell(Labelled(device, "rebaseline"))
             try:
-                job = self._jobs.get(timeout=REQUESTS_EVERY_S)
+                job = self._jobs.get(timeout=0.5)
             except queue.Empty:
                 continue
             job()
@@ -278,11 +265,12 @@ class Learner:
         machine = route.machine
         assert machine is not None and machine.learn is not None and machine.features
         began = time.perf_counter()
+        folder = self.folder / folder_name(route.device)
         try:
             learned = learn(rows, machine.features, machine.learn, name=route.device)
-            path = self.folder / folder_name(route.device) / BUNDLE
-            bundle = write_bundle(path, learned.manifest, learned.files)
+            bundle = write_bundle(folder / CANDIDATE, learned.manifest, learned.files)
             model = Model.load(bundle, machine.decision, self.threads)
+            folders.place(folder, model, self.shadowed)
         except (LearningError, CalibrationError, ParityError, BundleError, OSError) as e:
             self.fits["failed"] += 1
             log.error("%s: learning failed, collecting a new baseline: %s", route.device, e)
@@ -296,7 +284,7 @@ class Learner:
             # A rebaseline that came while fitting keeps its device learning.
             if device is not None and device.state == "fitting":
                 device.state = "learned"
-                (path.parent / RELEARNING).unlink(missing_ok=True)
+                (folder / RELEARNING).unlink(missing_ok=True)
         self.install(route, model)
         log.info("%s learned its normal from %d rows", route.device, len(rows))
         self.report(
@@ -337,7 +325,8 @@ class Learner:
         machine, folder = route.machine, self.folder / folder_name(route.device)
         assert machine is not None
         try:
-            done = refit(folder, folder / BUNDLE, machine, route.device, self.threads)
+            done = refit(folder, machine, route.device, self.threads)
+            folders.place(folder, done.model, self.shadowed)
         except (RefitError, LearningError, CalibrationError, ParityError, BundleError) as e:
             self._refused(route, str(e))
             return
@@ -348,6 +337,16 @@ class Learner:
         self.install(route, done.model)
         log.info("%s re-fitted with %d windows labelled normal", route.device, done.normal)
         self.report(done.event(route.device))
+
+    def settled(self, key: str, model: Model, promoted: bool) -> None:
+        """The trial of a device's new model ended (``agent.shadow``)."""
+        device = device_of(key)
+        if device is None:
+            return
+        try:
+            folders.settle(self.folder / folder_name(device), model, promoted)
+        except OSError as e:
+            log.error("%s: the model on trial cannot be settled on disk: %s", device, e)
 
     def _refused(self, route: Route, why: str) -> None:
         self.fits["refit_refused"] += 1

@@ -1,8 +1,8 @@
 """A learned device fitted again with its operator's labels: its baseline on disk and the
 windows labelled ``normal`` (``agent.onsite.labelled``), under the same checks as its first fit
 and one more: every window labelled ``anomaly`` must still score above the new warning level.
-The candidate is written beside the bundle in use and takes its place only once it has passed;
-until then, and when it fails, the old model keeps scoring.
+The candidate is written beside the bundle in use (the learner puts it in its place, or on
+trial, once it has passed); until then, and when it fails, the old model keeps scoring.
 """
 
 import shutil
@@ -16,9 +16,8 @@ from edgewatch.agent.config import Machine
 from edgewatch.agent.model import Model
 from edgewatch.agent.onsite import labelled
 from edgewatch.agent.onsite.baseline import Baseline
+from edgewatch.agent.onsite.folders import CANDIDATE
 from edgewatch.agent.onsite.learn import learn
-
-CANDIDATE = "candidate"
 
 
 class RefitError(ValueError):
@@ -48,9 +47,10 @@ class Refitted:
         }
 
 
-def refit(folder: Path, bundle: Path, machine: Machine, name: str, threads: int) -> Refitted:
-    """The device in ``folder`` re-fitted, its new bundle at ``bundle``; ``RefitError`` (or
-    the first fit's errors) when it cannot be, and then ``bundle`` is untouched."""
+def refit(folder: Path, machine: Machine, name: str, threads: int) -> Refitted:
+    """The device in ``folder`` re-fitted, its new bundle written to ``folder / CANDIDATE``;
+    ``RefitError`` (or the first fit's errors) when it cannot be, and then no candidate is
+    left."""
     spec, settings = machine.features, machine.learn
     assert spec is not None and settings is not None
     baseline = Baseline(folder, spec, settings)
@@ -74,9 +74,6 @@ def refit(folder: Path, bundle: Path, machine: Machine, name: str, threads: int)
             "its warning level"
         )
     still = int((_scores(model, normal) > model.policy.warning).sum())
-    if bundle.exists():
-        shutil.rmtree(bundle)
-    candidate.rename(bundle)
     return Refitted(model, len(normal), len(anomaly), still)
 
 

@@ -40,8 +40,8 @@ from edgewatch.agent.framing import (
 from edgewatch.agent.offline import parse_replay_settings
 from edgewatch.agent.onsite.baseline import restore
 from edgewatch.agent.onsite.labelled import rows_of
-from edgewatch.agent.onsite.requests import device_name
 from edgewatch.agent.reload import parse_notice
+from edgewatch.agent.requests import subject
 
 KEPT_ESCAPES = 5
 
@@ -225,7 +225,7 @@ PARSERS = {
         ),
     ),
     "labelled_rows": Parser(partial(rows_of, width=3), (ValueError,), (_ROWS,)),
-    "relearn_request": Parser(device_name, (ValueError,), (b"pump-1",)),
+    "request": Parser(subject, (ValueError,), (b"pump-1",)),
     "manifest": Parser(_manifest, (BundleError,), (_MANIFEST,)),
     "config": Parser(_config, (ConfigError,), (_CONFIG,)),
     "replay_settings": Parser(parse_replay_settings, (ConfigError,), (_REPLAY,)),
