@@ -243,7 +243,7 @@ def _watches(
     report = forwarder.status if forwarder is not None else _log_status
     if config.drift.enabled:
         d = config.drift
-        pipeline.drift = DriftWatch(d.level, d.ratio, d.run_length, config.max_devices)
+        pipeline.drift = DriftWatch(d.level, d.ratio, d.run_length, config.max_devices, d.spacing_s)
     pipeline.report = report
     pipeline.trials.settings = config.shadow
     install = pipeline.try_out if config.shadow.refits else pipeline.swap

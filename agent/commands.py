@@ -177,7 +177,7 @@ def _ask(command: str, config: AgentConfig, action: "Action", subject: str, what
     except (ValueError, UnicodeEncodeError):
         return fail(command, f"{subject!r}: not a device or machine name")
     except OSError as e:
-        return fail(command, f"{config.learning_dir}: the request cannot be left: {e}")
+        return fail(command, f"the request cannot be left: {e}")
     print(
         f"edgewatch {command}: asked ({path}); the running agent takes {what} within a second",
         file=sys.stderr,

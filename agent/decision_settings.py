@@ -58,13 +58,20 @@ class Decision(Settings):
 
 class DriftSettings(Settings):
     """The drift watch (``agent.drift``): a CUSUM on the windows above ``level`` on the
-    calibrated scale, built to notice their rate rising ``ratio`` times, with about
-    ``run_length`` windows of normal running between false signals."""
+    calibrated scale, built to notice their rate rising ``ratio`` times. It takes at most one
+    window every ``spacing_s`` of a device's time, and between false signals on normal running
+    lie ``run_length_days`` at least (more for a device that sends less often)."""
 
     enabled: bool = True
     level: float = Field(default=1.0, gt=0, le=3)
     ratio: float = Field(default=3.0, gt=1, le=100)
-    run_length: float = Field(default=1e6, ge=100, le=1e12)
+    run_length_days: float = Field(default=365.0, ge=1, le=36_500)
+    spacing_s: float = Field(default=10.0, gt=0, le=3600)
+
+    @property
+    def run_length(self) -> float:
+        """The run length in windows taken."""
+        return self.run_length_days * 86_400 / self.spacing_s
 
     @model_validator(mode="after")
     def _rate(self) -> Self:

@@ -6,8 +6,12 @@ watch ``level`` (1: one normal window in ten): each window adds ``log(p1 / p0)``
 and ``log((1 - p1) / (1 - p0))`` when not, where ``p1 = ratio * p0`` is the raised rate it is
 built to notice; the sum is held at 0 from below, and drift is signalled when it reaches ``h``.
 ``h`` comes from the run length between false signals the config asks for (``run_length``
-windows of normal running), by Siegmund's approximation ``ARL0 = (e^h - h - 1) / |E0[step]|``,
-which leaves out the overshoot and so errs towards longer runs.
+windows taken on normal running), by Siegmund's approximation ``ARL0 = (e^h - h - 1) /
+|E0[step]|``, which leaves out the overshoot and so errs towards longer runs. The watch takes
+one window in as many as its features span (``independent``), and at most one every
+``spacing_s`` of the device's own time, so that a run length in windows is one in time: a
+vibration sensor streaming 25 windows a second and a pump sending a row a second both give it at
+most a window every ``spacing_s``.
 
 A fault drives the scores over the warning level within a few windows and raises an alert. The
 windows above the warning level are the alerts' business, and the watch skips them: it counts
@@ -75,6 +79,7 @@ class _Watch:
     sums: np.ndarray | None = None
     signalled: bool = False
     seen: int = 0
+    next_ts: float = -math.inf
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,11 @@ class DriftWatch:
         ratio: float = 3.0,
         run_length: float = 1e6,
         max_devices: int = 1000,
+        spacing_s: float = 0.0,
     ) -> None:
-        self.level, self.max_devices = level, max_devices
+        """``run_length``: in windows taken; a window is taken at most every ``spacing_s`` of
+        its device's time."""
+        self.level, self.max_devices, self.spacing_s = level, max_devices, spacing_s
         self.p0 = 10.0**-level
         p1 = min(ratio * self.p0, 0.99)
         self.up, self.down = math.log(p1 / self.p0), math.log((1 - p1) / (1 - self.p0))
@@ -145,8 +153,9 @@ class DriftWatch:
             return None  # the usual case: nothing above the level, nothing summed
         for i in range(first, len(calibrated), stride):
             score = float(calibrated[i])
-            if score > warning:
+            if score > warning or ends[i] < state.next_ts:
                 continue
+            state.next_ts = float(ends[i]) + self.spacing_s
             above = score > self.level
             state.total = max(0.0, state.total + (self.up if above else self.down))
             if state.total == 0.0:

@@ -26,9 +26,13 @@ EVERY_S = 1.0
 
 
 def ask(learning_dir: Path, action: Action, subject: str) -> Path:
-    """Leave a request; ``OSError`` when it cannot be written."""
+    """Leave a request; ``OSError`` when it cannot be written, or no agent made the folder
+    (it does as it starts, and owns it, so that it can remove what it took)."""
     folder = learning_dir / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder} is missing: no agent with learning or a shadow has started here"
+        )
     path = folder / f"{action}-{hashlib.sha256(subject.encode()).hexdigest()[:16]}"
     replace_file(path, lambda f: f.write(subject.encode()))
     return path
@@ -101,6 +105,7 @@ class Requests:
         self.learning_dir, self.relearn, self.decide = learning_dir, relearn, decide
 
     def run(self, stop: threading.Event) -> None:
+        (self.learning_dir / FOLDER).mkdir(parents=True, exist_ok=True)
         while not stop.wait(EVERY_S):
             for action, named in take(self.learning_dir):
                 log.info("request: %s %s", action, named)

@@ -6,6 +6,7 @@ import pytest
 
 from edgewatch.agent.bundle import verify_bundle
 from edgewatch.agent.config import ConfigError, validate
+from edgewatch.agent.decision_settings import DriftSettings
 from edgewatch.agent.drift import DriftWatch
 
 WARNING = 2.0
@@ -88,11 +89,26 @@ def test_drift_settings_are_checked():
         "sinks": [{"type": "stdout"}],
         "mqtt": {},
     }
-    assert validate(base).drift.run_length == 1e6
+    assert validate(base).drift.run_length == 365 * 86_400 / 10
     with pytest.raises(ConfigError, match="asks for more than every window"):
         validate({**base, "drift": {"level": 0.1, "ratio": 2}})
-    with pytest.raises(ConfigError, match=r"drift\.run_length"):
-        validate({**base, "drift": {"run_length": 10}})
+    with pytest.raises(ConfigError, match=r"drift\.run_length_days"):
+        validate({**base, "drift": {"run_length_days": 0.5}})
+    with pytest.raises(ConfigError, match=r"drift\.spacing_s"):
+        validate({**base, "drift": {"spacing_s": 0}})
+
+
+def test_a_fast_stream_gives_the_watch_one_window_per_spacing(manifest):
+    """Scores at 25 windows a second, every one of them above the level: with a spacing of
+    10 s the sum grows by one step per 10 s, as it would for a device that sends that often."""
+    watch = DriftWatch(spacing_s=10.0)
+    ends = np.arange(0, 100, 0.04)
+    scores = np.full(len(ends), 1.5)
+    assert (
+        watch.watch("fast", ends, scores, rows_like(manifest, len(ends)), manifest, WARNING) is None
+    )
+    state = watch._watches["fast"]
+    assert state.since == 10 and state.total == pytest.approx(10 * watch.up)
 
 
 def test_a_learned_machine_reports_a_slow_drift_before_its_first_alert(tmp_path):
@@ -101,7 +117,8 @@ def test_a_learned_machine_reports_a_slow_drift_before_its_first_alert(tmp_path)
 
     kept = Kept()
     pipe = _learning(tmp_path, kept, [])
-    pipe.drift = DriftWatch()
+    d = DriftSettings()  # the agent's defaults
+    pipe.drift = DriftWatch(d.level, d.ratio, d.run_length, spacing_s=d.spacing_s)
     events: list[dict[str, object]] = []
     pipe.report = events.append
     fault = Fault(kind="drift", start=4000, end=7200, severity=3)

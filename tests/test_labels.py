@@ -212,6 +212,9 @@ def test_relearn_leaves_a_request_the_agent_takes_once(tmp_path):
         '[[machines]]\nname = "pumps"\ndevices = ["pump-*"]\nlearn = { min_rows = 1000 }\n'
         'features = { kind = "process", channels = ["t"] }\n'
     )
+    missing = edgewatch("relearn", "pump-1", "--config", config, check=False)
+    assert missing.returncode == 2 and "no agent with learning or a shadow" in missing.stderr
+    (learning / "requests").mkdir(parents=True)  # as the agent does when it starts
     asked = edgewatch("relearn", "pump-1", "--config", config)
     assert "pump-1's new baseline" in asked.stderr
     refused = edgewatch("relearn", "fan-1", "--config", config, check=False)

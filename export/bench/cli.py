@@ -1,6 +1,6 @@
 """``edgewatch bench``: with no target, everything; or one of ``kernels``, ``fuzz``,
-``scoring``, ``pipeline``, ``learning`` and ``gateway``. Each loads what it measures only when
-it runs."""
+``scoring``, ``pipeline``, ``learning``, ``gateway`` and ``drift``. Each loads what it measures
+only when it runs."""
 
 import argparse
 import json
@@ -67,6 +67,13 @@ def add(
     gateway.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
     gateway.add_argument("--seed", type=int, default=0, help="of the simulation (default 0)")
     gateway.set_defaults(handler=guarded("bench gateway", _gateway))
+    drift = targets.add_parser(
+        "drift", help="false drift signals on a month of normal running, default settings"
+    )
+    drift.add_argument("--json", action="store_true", help="print one JSON object")
+    drift.add_argument("--days", type=float, default=30.0, help="simulated days (default 30)")
+    drift.add_argument("--seed", type=int, default=0, help="of the simulation (default 0)")
+    drift.set_defaults(handler=guarded("bench drift", _drift))
 
 
 def _kernels(args: argparse.Namespace) -> int:
@@ -132,6 +139,14 @@ def _gateway(args: argparse.Namespace) -> int:
     from edgewatch.export.bench import gateway
 
     return _show(args, gateway, gateway.run(args.hours * 3600, args.seed))
+
+
+def _drift(args: argparse.Namespace) -> int:
+    if not 0 < args.days <= 365:
+        raise ValueError("--days must be above 0 and at most 365")
+    from edgewatch.export.bench import drift
+
+    return _show(args, drift, drift.run(args.days, args.seed))
 
 
 def _show(args: argparse.Namespace, bench: Any, result: dict[str, Any]) -> int:

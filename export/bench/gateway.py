@@ -17,6 +17,7 @@ from typing import Any
 
 from edgewatch.agent.alerts import Alert, AlertMaker
 from edgewatch.agent.config import validate
+from edgewatch.agent.decision_settings import DriftSettings
 from edgewatch.agent.drift import DriftWatch
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.framing import Block
@@ -76,7 +77,8 @@ def machines(folder: Path, learn: dict[str, Any] | None = None) -> Pipeline:
     pipe.learner = Learner(
         folder, pipe.stream_metrics, lambda r, m: pipe.swap(m, r.key), lambda e: None, inline=True
     )
-    pipe.drift = DriftWatch()
+    d = DriftSettings()
+    pipe.drift = DriftWatch(d.level, d.ratio, d.run_length, spacing_s=d.spacing_s)
     return pipe
 
 
