@@ -34,6 +34,7 @@ from edgewatch.agent.machines import Router
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model
 from edgewatch.agent.onsite.learner import Learner
+from edgewatch.agent.onsite.tuner import Tuner
 from edgewatch.agent.pipeline import Pipeline
 from edgewatch.agent.sinks.mqtt import Forwarder
 from edgewatch.agent.sinks.outputs import Lines, Sink, Spooled
@@ -257,7 +258,8 @@ def _watches(
         inline=inline,
         shadowed=config.shadow.refits,
     )
-    pipeline.trials.settled = learner.settled
+    tuner = pipeline.tuner = Tuner(learner, any(m.adapt for m in config.machines))
+    pipeline.trials.settled = tuner.settled
     learner.export_metrics(pipeline.registry)
     return learner
 

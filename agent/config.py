@@ -36,7 +36,7 @@ from edgewatch.agent.decision_settings import (
     ShadowSettings,
 )
 from edgewatch.agent.features import ChannelName, FeatureSpec
-from edgewatch.agent.onsite.settings import Learning
+from edgewatch.agent.onsite.settings import Adapting, Learning
 from edgewatch.agent.schema import problems
 from edgewatch.agent.table import TimeOrder
 
@@ -220,14 +220,16 @@ class Machine(Settings):
     """Devices bound to their own model: either a shipped ``bundle`` that they share (watched
     and hot-reloaded like the default), or ``learn``: each device learns its normal on the
     gateway from the ``features`` it is given. ``devices`` are names or patterns (``pump-*``,
-    ``press-[12]``); a device belongs to the first entry that claims it. ``decision`` overrides
-    the agent's ``[decision]``, field by field."""
+    ``press-[12]``); a device belongs to the first entry that claims it. ``adapt``: a machine
+    that learns follows its normal unattended. ``decision`` overrides the agent's
+    ``[decision]``, field by field."""
 
     name: Name
     devices: tuple[DevicePattern, ...] = Field(min_length=1, max_length=256)
     bundle: Path | None = None
     learn: Learning | None = None
     features: FeatureSpec | None = None
+    adapt: Adapting | None = None
     decision: Decision = Decision()
 
     @model_validator(mode="after")
@@ -236,6 +238,8 @@ class Machine(Settings):
             raise ValueError("give a machine either a bundle or a [learn] table, not both")
         if (self.learn is None) != (self.features is None):
             raise ValueError("learning on site needs [features], and only learning takes them")
+        if self.adapt is not None and self.learn is None:
+            raise ValueError("only a machine that learns on site can adapt: give it [learn]")
         return self
 
     def claims(self, device: str) -> bool:

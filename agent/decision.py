@@ -297,6 +297,12 @@ class Decisions:
     def forget(self, device: str) -> None:
         self._deciders.pop(device, None)
 
+    def open_since(self, device: str) -> float | None:
+        """When the first window of ``device``'s open alert came; None with no open alert."""
+        decider = self._deciders.get(device)
+        alert = decider._alert if decider is not None else None
+        return alert.started_at if alert is not None else None
+
     def decide(self, parts: Sequence[Windows], calibrated: np.ndarray) -> list[Verdict]:
         """The verdict of each part that has windows."""
         policy = self.policy

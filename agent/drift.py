@@ -84,13 +84,15 @@ class _Watch:
 
 @dataclass(frozen=True)
 class Drift:
-    """A drift signal: the device, when, how long the sum built up, and which features moved."""
+    """A drift signal: the device, when, how long the sum built up (or the shift lasted), and
+    which features moved; ``adapted`` when the machine re-learned it unattended."""
 
     device: str
     ts: float
     windows: int
     rate: float
     features: list[dict[str, float | str]] = field(default_factory=list)
+    adapted: bool = False
 
     def event(self) -> dict[str, object]:
         return {
@@ -100,7 +102,7 @@ class Drift:
             "windows": self.windows,
             "rate_above_level": round(self.rate, 4),
             "features": self.features,
-            "adapted": False,
+            "adapted": self.adapted,
         }
 
 
@@ -196,12 +198,17 @@ class DriftWatch:
         return [d for d, w in list(self._watches.items()) if w.signalled]
 
     def _evidence(self, state: _Watch, manifest: Manifest) -> list[dict[str, float | str]]:
-        stats = manifest.feature_stats
-        if stats is None or state.sums is None or not state.since:
+        if state.sums is None or not state.since:
             return []
-        mean = state.sums / state.since
-        shift = (mean - np.array(stats.mean)) / np.array(stats.std)
-        top = np.argsort(-np.abs(shift), kind="stable")[:TOP_FEATURES]
-        return [
-            {"name": manifest.feature_names[i], "shift_sd": round(float(shift[i]), 3)} for i in top
-        ]
+        return evidence(manifest, state.sums / state.since)
+
+
+def evidence(manifest: Manifest, mean: np.ndarray) -> list[dict[str, float | str]]:
+    """The features of rows with the ``mean`` row that moved furthest from the model's
+    training rows, in standard deviations."""
+    stats = manifest.feature_stats
+    if stats is None:
+        return []
+    shift = (mean - np.array(stats.mean)) / np.array(stats.std)
+    top = np.argsort(-np.abs(shift), kind="stable")[:TOP_FEATURES]
+    return [{"name": manifest.feature_names[i], "shift_sd": round(float(shift[i]), 3)} for i in top]

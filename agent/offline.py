@@ -3,7 +3,8 @@ before deploying it.
 
 ``replay`` plays a CSV or NPY file through the agent's own pipeline (``agent.assembly``): scored
 with a bundle, or learning the device's normal on site from the first rows (``--learn N``) and
-scoring the rest. It prints alerts as JSON lines, and with ``--scores`` each row's score too.
+scoring the rest, adapting unattended as it goes with ``--adapt``. It prints alerts as JSON
+lines, and with ``--scores`` each row's score too.
 ``--config`` takes the decision settings (and the ``[learn]`` and ``[features]`` of a machine)
 from a small TOML file, or from a whole agent config. ``learn`` writes the bundle that on-site
 learning would.
@@ -11,6 +12,7 @@ learning would.
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import tomllib
@@ -21,12 +23,13 @@ from typing import TYPE_CHECKING, Any, get_args
 import numpy as np
 from pydantic import Field, ValidationError
 
+from edgewatch.agent.calibration import MIN_CALIBRATION_ROWS
 from edgewatch.agent.commands import fail, speed
 from edgewatch.agent.config import ConfigError, validate
 from edgewatch.agent.decision_settings import Decision, Settings
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.onsite.detectors import Kind
-from edgewatch.agent.onsite.settings import Learning
+from edgewatch.agent.onsite.settings import MIN_FIT_ROWS, Adapting, Learning, rows_needed
 from edgewatch.agent.schema import problems
 from edgewatch.agent.table import TimeOrder
 
@@ -36,12 +39,14 @@ if TYPE_CHECKING:  # the command line loads the pipeline (and onnxruntime) only 
 
 
 class ReplaySettings(Settings):
-    """A replay's ``--config``: the decision settings, and how to learn when it learns."""
+    """A replay's ``--config``: the decision settings, and how to learn (and adapt) when it
+    learns."""
 
     site: str = Field(default="replay", min_length=1, max_length=64)
     decision: Decision = Decision()
     learn: Learning | None = None
     features: FeatureSpec | None = None
+    adapt: Adapting | None = None
 
 
 def replay_settings(path: Path) -> ReplaySettings:
@@ -108,7 +113,7 @@ def replay(args: argparse.Namespace) -> int:
         else:
             channels = args.columns or recording_channels(args.data)
             spec = settings.features or FeatureSpec(kind="process", channels=channels)
-            learn = _learning(settings, spec, args.learn)
+            learn = _learning(settings, spec, args.learn, args.adapt)
         recording = load_recording(args.data, spec.channels, not args.even, args.time_order)
         start, end = _range(args.rows, args.prime, recording.samples.shape[1])
         times = recording.times
@@ -200,10 +205,28 @@ def _status(event: dict[str, object]) -> None:
     print(f"edgewatch replay: {json.dumps(event)}", file=sys.stderr)
 
 
-def _learning(settings: ReplaySettings, spec: FeatureSpec, baseline: int) -> dict[str, Any]:
-    """The machine's learning: the config's ``[learn]``, else ``baseline`` rows at the start."""
-    learn = settings.learn or Learning(min_rows=baseline, duration_s=0)
-    return {"learn": learn.model_dump(), "features": spec.model_dump()}
+def _learning(
+    settings: ReplaySettings, spec: FeatureSpec, baseline: int, adapt: bool
+) -> dict[str, Any]:
+    """The machine's learning: the config's ``[learn]``, else the first ``baseline`` rows (the
+    first ``history`` of them only fill the rolling statistics), calibrated on their later
+    share: 30 %, or more where it takes more to hold 50 rows. With ``adapt``, it adapts as
+    the config's ``[adapt]`` says, or by default."""
+    learn = settings.learn
+    if learn is None:
+        priming = spec.history if spec.kind == "process" and spec.history else 0
+        rows = baseline - priming
+        share = min(0.7, max(0.3, math.ceil(100 * MIN_CALIBRATION_ROWS / max(rows, 1)) / 100))
+        if rows < rows_needed(MIN_FIT_ROWS, share):
+            raise ConfigError(
+                f"--learn {baseline}: too few rows to learn from; it takes "
+                f"{rows_needed(MIN_FIT_ROWS, 0.625) + priming} at least"
+            )
+        learn = Learning(min_rows=rows, duration_s=0, calibration=share)
+    machine = {"learn": learn.model_dump(), "features": spec.model_dump()}
+    if adapt or settings.adapt is not None:
+        machine["adapt"] = (settings.adapt or Adapting()).model_dump()
+    return machine
 
 
 def _range(chosen: slice, prime: int, n: int) -> tuple[int, int]:
@@ -285,6 +308,11 @@ def add(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         "--learn", type=int, metavar="N", help="or learn on site from the first N rows"
     )
     replay_.add_argument("--scores", action="store_true", help="print every row's score too")
+    replay_.add_argument(
+        "--adapt",
+        action="store_true",
+        help="with --learn: adapt unattended afterwards (the config's [adapt], or the defaults)",
+    )
     replay_.add_argument(
         "--prime", type=int, default=0, metavar="N",
         help="feed the N rows before --rows first, to fill the rolling state, unreported",

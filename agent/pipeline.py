@@ -32,6 +32,7 @@ from edgewatch.agent.machines import DEFAULT, Lane, Route, Router, device_of
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model
 from edgewatch.agent.onsite.learner import Learner
+from edgewatch.agent.onsite.tuner import Tuner
 from edgewatch.agent.scorer import Scores
 from edgewatch.agent.shadow import Trials
 from edgewatch.agent.sinks.fanout import Fanout
@@ -77,6 +78,7 @@ class Pipeline:
         self.inbox: queue.SimpleQueue[tuple[Block, float]] = queue.SimpleQueue()
         self.router = router or Router((), True, max_devices)
         self.learner: Learner | None = None
+        self.tuner: Tuner | None = None
         # Given each batch's outcome, its scores: what `replay --scores` prints.
         self.on_round: Callable[[Round], None] | None = None
         self.drift: DriftWatch | None = None
@@ -275,6 +277,8 @@ class Pipeline:
         split = np.split(calibrated, ends)
         done.parts.extend(batch.parts)
         done.scores.extend(split)
+        if self.tuner is not None and self.tuner.adapts:
+            self._follow(self.tuner, lane, split, batch.parts)
         for found in self.drift.batch(batch.parts, split, model) if self.drift else ():
             self.drift_events.inc()
             log.warning("%s: drift (%d windows)", found.device, found.windows)
@@ -309,6 +313,16 @@ class Pipeline:
             records += [due] if due else []
         return raised
 
+    def _follow(
+        self, tuner: Tuner, lane: Lane, scores: list[np.ndarray], parts: list[Part]
+    ) -> None:
+        """Hand an adapting device's scored windows to the tuner."""
+        for part, mine in zip(parts, scores, strict=True):
+            route = self.router.route(part.device)
+            if route is not None and route.machine is not None and route.machine.adapt:
+                since = lane.decisions.open_since(part.device)
+                tuner.follow(route, part, mine, lane.model, since)
+
     def _resume(self, route: Route) -> None:
         """A learning device seen for the first time: its learned model, if it has one."""
         if self.learner is None:
@@ -326,6 +340,8 @@ class Pipeline:
             self.lanes.pop(route.key, None)
             if self.learner is not None:
                 self.learner.forget(route.device)
+            if self.tuner is not None:
+                self.tuner.forget(route.device)
         elif (lane := self.lanes.get(route.key)) is not None:
             lane.forget(route.device)
 
@@ -356,7 +372,10 @@ class Pipeline:
         if route is not None and lane is not None and given.rows is not None:
             self.trials.label(route.key, given.label, given.rows, lane.model)
         if route is not None and route.learns and self.learner is not None:
-            self.learner.label(route, given)
+            if given.label == "rebaseline":
+                self.learner.rebaseline(route)
+            elif self.tuner is not None:
+                self.tuner.label(route, given)
         elif given.label == "rebaseline":
             why = "it learns nothing on site: its model is a shipped bundle, or none"
             log.warning("%s: rebaseline refused: %s", given.device, why)

@@ -114,7 +114,7 @@ def test_a_refit_that_would_miss_a_confirmed_anomaly_is_refused_and_the_old_mode
     assert verify_bundle(bundle).manifest_sha256 == before
     assert not (folder / "candidate").exists()
 
-    pipe.learner.refit(route)
+    pipe.tuner.refit(route)
     assert reports[-1]["event"] == "refit_refused"
     assert pipe.learner.fits["refit_refused"] == 1
 

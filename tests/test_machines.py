@@ -20,6 +20,7 @@ from edgewatch.agent.onsite.baseline import Baseline
 from edgewatch.agent.onsite.folders import folder_name
 from edgewatch.agent.onsite.learner import Learner
 from edgewatch.agent.onsite.settings import Learning
+from edgewatch.agent.onsite.tuner import Tuner
 from edgewatch.agent.pipeline import Pipeline
 from edgewatch.agent.sinks.outputs import Sink
 from edgewatch.sim.machine import (
@@ -152,6 +153,7 @@ def _learning(folder, kept, reports):  # type: ignore[no-untyped-def]
     pipe.learner = Learner(
         folder, pipe.stream_metrics, lambda route, m: pipe.swap(m, route.key), reports.append
     )
+    pipe.tuner = Tuner(pipe.learner)
     return pipe
 
 

@@ -28,7 +28,8 @@ def _on_trial(tmp_path, faults=(), **settings) -> Rig:  # type: ignore[no-untype
     pipe.trials.settings = ShadowSettings(refits=True, **settings)
     learner.shadowed = True
     learner.install = lambda route, model: pipe.try_out(model, route.key)
-    pipe.trials.settled = learner.settled
+    assert pipe.tuner is not None
+    pipe.trials.settled = pipe.tuner.settled
     pipe.report = rig.reports.append
     pipe.process([])
     return rig

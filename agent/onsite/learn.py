@@ -35,7 +35,7 @@ from edgewatch.agent.calibration import (
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.graph import FEATURE_ERROR, INPUT, OPSETS, SCORE
 from edgewatch.agent.onsite.detectors import Detector, Gaussian, Kmeans, PcaT2Q
-from edgewatch.agent.onsite.settings import Learning
+from edgewatch.agent.onsite.settings import MIN_FIT_ROWS, Learning
 from edgewatch.agent.parity import DEFAULT_TOLERANCE, compare, with_flips
 from edgewatch.agent.scorer import open_session
 
@@ -75,16 +75,25 @@ def learn(
     name: str = "learned",
     created: datetime | None = None,
     normal: np.ndarray | None = None,
+    fit_mask: np.ndarray | None = None,
 ) -> Learned:
     """A model of the baseline ``rows[n, features]`` (time order) of ``spec``'s features, and
-    of the windows an operator labelled ``normal`` (which the calibration never sees);
-    ``LearningError`` when the rows are too few or not finite."""
+    of the windows an operator labelled ``normal`` (which the calibration never sees).
+    ``fit_mask`` leaves rows out of the fit (not out of the calibration). ``LearningError``
+    when the rows are too few or not finite."""
     settings = settings or Learning()
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     width = len(spec.feature_names)
     _check(rows, width, settings)
     cut = len(rows) - math.ceil(len(rows) * settings.calibration)
     fitting, held_back = rows[:cut], rows[cut:]
+    if fit_mask is not None:
+        fitting = fitting[fit_mask[:cut]]
+        if len(fitting) < MIN_FIT_ROWS:
+            raise LearningError(
+                f"{len(fitting)} rows to fit on are too few, of the {cut} fit may take: "
+                f"it needs {MIN_FIT_ROWS}"
+            )
     labelled = 0 if normal is None else len(normal)
     if normal is not None and labelled:
         _check_labelled(normal, width)

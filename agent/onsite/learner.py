@@ -8,13 +8,11 @@ the bundle under the device's folder and installs the model: the device scores f
 block. A device that has learned before resumes from its bundle on disk, and one that was
 learning resumes its baseline.
 
-Operators' labels come in through ``label``. A window labelled ``normal`` or ``anomaly`` is
-kept beside the device's baseline (``agent.onsite.labelled``); a ``normal`` one re-fits the
-device on the fitting thread (``agent.onsite.refit``), and the model in use keeps scoring until
-the re-fit has passed its checks. ``rebaseline`` starts a new baseline of a device that has
-learned: it keeps scoring with its model while the pipeline hands its blocks here too, and the
-model learned from the new baseline takes over. A file ``relearning`` in the device's folder
-carries that across a restart.
+``rebaseline`` starts a new baseline of a device that has learned: it keeps scoring with its
+model while the pipeline hands its blocks here too, and the model learned from the new baseline
+takes over. A file ``relearning`` in the device's folder carries that across a restart. What
+changes a model after it is learned (labels, unattended adaptation) is ``agent.onsite.tuner``'s,
+on this learner's fitting thread.
 
 Bundles learned here are the agent's own: it loads them from its ``learning_dir`` unsigned,
 whatever the public key, as it loads its spool.
@@ -37,16 +35,14 @@ from edgewatch.agent.bundle import BundleError, verify_bundle
 from edgewatch.agent.bundle_writer import write_bundle
 from edgewatch.agent.calibration import CalibrationError
 from edgewatch.agent.config import Machine
-from edgewatch.agent.feedback import Labelled
 from edgewatch.agent.framing import Block
-from edgewatch.agent.machines import Route, device_of
+from edgewatch.agent.machines import Route
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model, gate
 from edgewatch.agent.onsite import folders, labelled
 from edgewatch.agent.onsite.baseline import Baseline, discard
 from edgewatch.agent.onsite.folders import BUNDLE, CANDIDATE, RELEARNING, folder_name
 from edgewatch.agent.onsite.learn import LearningError, learn
-from edgewatch.agent.onsite.refit import RefitError, refit
 from edgewatch.agent.parity import ParityError
 from edgewatch.agent.streams import StreamMetrics, Streams
 
@@ -89,8 +85,7 @@ class Learner:
         self._streams: dict[str, Streams] = {}
         self._devices: dict[str, _Device] = {}
         self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._labels_pending: Counter[str] = Counter()
+        self.lock = threading.Lock()
         self.fits: Counter[str] = Counter()
 
     def resume(self, route: Route) -> Model | None:
@@ -144,31 +139,10 @@ class Learner:
         if complete or now - device.saved_at >= SAVE_EVERY_S:
             self._save(route.device, device, now)
         if complete:
-            with self._lock:
+            with self.lock:
                 device.state = "fitting"
-            job = partial(self.fit, route, device.baseline.matrix().copy())
-            if self.inline:
-                job()
-            else:
-                self._jobs.put(job)
+            self.submit(partial(self.fit, route, device.baseline.matrix().copy()))
         return batch.dropped
-
-    def label(self, route: Route, given: Labelled) -> None:
-        """An operator's label for a device that learns on site: ``rebaseline`` starts its
-        new baseline now; a labelled window is kept, and a ``normal`` one re-fits it, on the
-        fitting thread (or at once, ``inline``)."""
-        if given.label == "rebaseline":
-            self.rebaseline(route)
-            return
-        if given.label == "unsure" or given.rows is None:
-            return
-        with self._lock:
-            self._labels_pending[route.device] += 1
-        job = partial(self._labelled, route, given)
-        if self.inline:
-            job()
-        else:
-            self._jobs.put(job)
 
     def rebaseline(self, route: Route) -> None:
         """Start ``route``'s device on a new baseline; its model, if it has one, scores on."""
@@ -181,7 +155,7 @@ class Learner:
         except OSError as e:
             log.error("%s: cannot mark the relearning: %s", route.device, e)
         device = self._device(route)
-        with self._lock:
+        with self.lock:
             device.state = "learning"
         device.baseline.clear()
         device.primed = 0
@@ -200,14 +174,14 @@ class Learner:
 
     def forget(self, device: str) -> None:
         """Let go of a device's baseline in memory (it stays on disk)."""
-        with self._lock:
+        with self.lock:
             self._devices.pop(device, None)
         for streams in self._streams.values():
             streams.forget(device)
 
     def save(self) -> None:
         """Write every baseline in progress: what the agent does as it stops."""
-        with self._lock:
+        with self.lock:
             devices = list(self._devices.items())
         for name, device in devices:
             if device.state == "learning":
@@ -215,7 +189,7 @@ class Learner:
 
     def states(self) -> dict[str, dict[str, object]]:
         """Each learning device's state and progress, for ``/healthz``."""
-        with self._lock:
+        with self.lock:
             return {
                 name: {
                     "machine": d.machine.name,
@@ -279,7 +253,7 @@ class Learner:
             return
         self.fits["ok"] += 1
         thresholds = learned.manifest.thresholds
-        with self._lock:
+        with self.lock:
             device = self._devices.get(route.device)
             # A rebaseline that came while fitting keeps its device learning.
             if device is not None and device.state == "fitting":
@@ -300,58 +274,18 @@ class Learner:
             }
         )
 
-    def _labelled(self, route: Route, given: Labelled) -> None:
-        machine, folder = route.machine, self.folder / folder_name(route.device)
-        assert machine is not None and machine.features is not None and given.rows is not None
-        with self._lock:
-            self._labels_pending[route.device] -= 1
-            last = self._labels_pending[route.device] <= 0
-            if last:
-                del self._labels_pending[route.device]
-        if given.names != machine.features.feature_names:
-            self._refused(route, "the labelled alert was raised on other features")
-            return
-        kind: labelled.Kind = "normal" if given.label == "normal" else "anomaly"
-        try:
-            labelled.add(folder, kind, given.rows)
-        except OSError as e:
-            self._refused(route, f"the labelled window cannot be kept: {e}")
-            return
-        if kind == "normal" and last and not self.collecting(route.device):
-            self.refit(route)
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the fitting thread (or at once, ``inline``)."""
+        if self.inline:
+            job()
+        else:
+            self._jobs.put(job)
 
-    def refit(self, route: Route) -> None:
-        """Fit ``route``'s device again with its labels; the old model scores on if it fails."""
-        machine, folder = route.machine, self.folder / folder_name(route.device)
-        assert machine is not None
-        try:
-            done = refit(folder, machine, route.device, self.threads)
-            folders.place(folder, done.model, self.shadowed)
-        except (RefitError, LearningError, CalibrationError, ParityError, BundleError) as e:
-            self._refused(route, str(e))
-            return
-        except OSError as e:
-            self._refused(route, f"the re-fitted bundle cannot be written: {e}")
-            return
-        self.fits["refit"] += 1
-        self.install(route, done.model)
-        log.info("%s re-fitted with %d windows labelled normal", route.device, done.normal)
-        self.report(done.event(route.device))
-
-    def settled(self, key: str, model: Model, promoted: bool) -> None:
-        """The trial of a device's new model ended (``agent.shadow``)."""
-        device = device_of(key)
-        if device is None:
-            return
-        try:
-            folders.settle(self.folder / folder_name(device), model, promoted)
-        except OSError as e:
-            log.error("%s: the model on trial cannot be settled on disk: %s", device, e)
-
-    def _refused(self, route: Route, why: str) -> None:
-        self.fits["refit_refused"] += 1
-        log.error("%s: the re-fit is refused, the model in use scores on: %s", route.device, why)
-        self.report({"event": "refit_refused", "device": route.device, "reason": why})
+    def adopt(self, route: Route, model: Model) -> None:
+        """Put a device's new model, written to its candidate folder and checked, in place of
+        its bundle (or on trial beside it) and in use; ``OSError`` when the disk refuses."""
+        folders.place(self.folder / folder_name(route.device), model, self.shadowed)
+        self.install(route, model)
 
     @staticmethod
     def _priming(machine: Machine) -> int:
@@ -371,7 +305,7 @@ class Learner:
                 self.folder / folder_name(route.device), machine.features, machine.learn
             )
             device = _Device(machine, baseline, saved_at=self.clock())
-            with self._lock:
+            with self.lock:
                 self._devices[route.device] = device
             self.report(
                 {
@@ -393,7 +327,7 @@ class Learner:
             log.error("%s: the baseline cannot be saved: %s", name, e)
 
     def _restart(self, name: str) -> None:
-        with self._lock:
+        with self.lock:
             device = self._devices.get(name)
             if device is None:
                 return

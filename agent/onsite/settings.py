@@ -50,6 +50,19 @@ class Learning(Frozen):
         return rows_needed(fit, self.calibration)
 
 
+class Adapting(Frozen):
+    """Unattended adaptation, for a machine with nobody to ask (``agent.onsite.adapt``): its
+    model follows the windows judged normal. The windows kept are the latest of as many as its
+    first baseline held: each re-fit, after ``refit_every`` of that many new windows, forgets
+    the oldest. A window scoring above the warning level less ``margin``, or while an alert is
+    open, never enters the fit; an alert open for ``shift_s`` is a level shift, re-learned from
+    its own windows and reported as drift ``adapted: true``."""
+
+    refit_every: float = Field(default=0.1, gt=0, le=1)
+    margin: float = Field(default=0.5, ge=0, le=3)
+    shift_s: float = Field(default=3600.0, gt=0, le=30 * 86_400)
+
+
 def rows_needed(fit: int, calibration: float) -> int:
     """The fewest rows that leave ``fit`` rows to fit on and ``MIN_CALIBRATION_ROWS`` to
     calibrate on, when the last ``calibration`` share calibrates.
