@@ -58,6 +58,7 @@ from edgewatch.export.detectors.params import (
 )
 from edgewatch.export.metrics import Confusion
 from edgewatch.export.parity import export_checked
+from edgewatch.export.skab_loop import LOOPS, Loop, loop_flags
 
 TRAIN_ROWS = 400
 SOURCE = "SOURCE.md"
@@ -197,14 +198,18 @@ def outcome(method: Method, scores: np.ndarray, data: Dataset) -> Confusion:
     return Confusion.of(alerted(scores, method)[len(scores) - len(test) :], test)
 
 
-def run_file(method: Method | Learning, data: Dataset, progress: Progress = quiet) -> Confusion:
-    """Fit on the file's first 400 rows, or learn them on site, and count the test rows'
-    outcomes."""
-    if isinstance(method, Learning):
-        if data.labels is None:
-            raise ValueError(f"{data.name}: SKAB files carry an anomaly column")
-        return Confusion.of(on_site_flags(method, data), data.labels[TRAIN_ROWS:])
-    return outcome(method, calibrated_scores(method, data, progress), data)
+def run_file(
+    method: Method | Learning | Loop, data: Dataset, progress: Progress = quiet
+) -> Confusion:
+    """Fit on the file's first 400 rows, or learn them on site (and close the loop), and
+    count the test rows' outcomes."""
+    if isinstance(method, Method):
+        return outcome(method, calibrated_scores(method, data, progress), data)
+    if data.labels is None:
+        raise ValueError(f"{data.name}: SKAB files carry an anomaly column")
+    if isinstance(method, Loop):
+        return Confusion.of(loop_flags(method, data, TRAIN_ROWS)[0], data.labels[TRAIN_ROWS:])
+    return Confusion.of(on_site_flags(method, data), data.labels[TRAIN_ROWS:])
 
 
 def run(
@@ -215,7 +220,7 @@ def run(
 ) -> dict[str, Any]:
     """Our rows for the methods ``names`` on the first ``limit`` files (all 34 by default),
     and the published leaderboard beside them."""
-    methods: dict[str, Method | Learning] = {**METHODS, **ON_SITE}
+    methods: dict[str, Method | Learning | Loop] = {**METHODS, **ON_SITE, **LOOPS}
     unknown = [n for n in names if n not in methods]
     if unknown:
         raise ValueError(f"unknown SKAB method {', '.join(unknown)}; choose from {list(methods)}")

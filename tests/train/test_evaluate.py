@@ -123,6 +123,19 @@ def test_alerts_drop_short_runs_and_cover_long_ones_whole(flags, min_rows):
         assert kept[start:end].any() == (end - start >= min_rows)
 
 
+def test_skab_through_the_agent_with_an_operators_labels_or_unattended_adaptation():
+    from edgewatch.export.skab_loop import LOOPS, loop_flags
+
+    data = skab.load_skab(SKAB)[3]  # valve1/3.csv: two alerts cleared, both labelled
+    plain, given = loop_flags(LOOPS["on_site_agent"], data, skab.TRAIN_ROWS)
+    assert given == 0 and len(plain) == len(data.samples) - skab.TRAIN_ROWS and plain.any()
+    labelled, given = loop_flags(LOOPS["on_site_feedback"], data, skab.TRAIN_ROWS)
+    assert given == 2 and len(labelled) == len(plain)
+    assert labelled.sum() < plain.sum()  # the re-fit shortened the alerts that followed
+    adapted, _ = loop_flags(LOOPS["on_site_adapt"], data, skab.TRAIN_ROWS)
+    assert adapted.sum() < plain.sum()
+
+
 def test_the_tuned_skab_method_skips_the_drifting_temperatures(capsys):
     argv = ["evaluate", "--protocol", "skab", "--data", str(SKAB), "--models", "kmeans_ewma"]
     assert main([*argv, "--files", "2", "-q"]) == 0
