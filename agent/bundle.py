@@ -32,6 +32,7 @@ from pydantic import (
 
 from edgewatch.agent.calibration import Rate, ScoreScale, Thresholds
 from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.regimes import Regimes
 from edgewatch.agent.schema import Frozen, problems
 
 SCHEMA_VERSION = 1
@@ -169,6 +170,7 @@ class Manifest(Frozen):
     thresholds: Thresholds
     training: Training
     feature_stats: FeatureStats | None = None
+    regimes: Regimes | None = None
     # "on_site": learned by the agent from the machine's own baseline (``agent.onsite``).
     origin: Literal["trained", "on_site"] = "trained"
     files: dict[FileName, Sha256] = Field(min_length=1, max_length=MAX_FILES)
@@ -186,6 +188,10 @@ class Manifest(Frozen):
             len(self.feature_stats.mean) == len(self.feature_stats.std) == self.model.width
         ):
             raise ValueError(f"feature_stats must give {self.model.width} means and stds")
+        if self.regimes is not None and (
+            self.model.history != 1 or max(self.regimes.features) >= self.model.width
+        ):
+            raise ValueError("regimes key single rows, on features the model takes")
         if self.model.file not in self.files:
             raise ValueError(f"model file {self.model.file!r} is not listed in files")
         if {MANIFEST, SIGNATURE} & self.files.keys():

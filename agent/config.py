@@ -37,6 +37,7 @@ from edgewatch.agent.decision_settings import (
 )
 from edgewatch.agent.features import ChannelName, FeatureSpec
 from edgewatch.agent.onsite.settings import Adapting, Learning
+from edgewatch.agent.regimes import keys
 from edgewatch.agent.schema import problems
 from edgewatch.agent.table import TimeOrder
 
@@ -240,6 +241,8 @@ class Machine(Settings):
             raise ValueError("learning on site needs [features], and only learning takes them")
         if self.adapt is not None and self.learn is None:
             raise ValueError("only a machine that learns on site can adapt: give it [learn]")
+        if self.learn is not None and self.learn.regimes and self.features is not None:
+            keys(self.features, self.learn.regimes)
         return self
 
     def claims(self, device: str) -> bool:

@@ -279,8 +279,9 @@ class Decisions:
     """The decision stage: every device's decider, fed the scorer's output batch by batch.
 
     A batch's calibrated scores come in device by device, in the order of its ``parts``; each
-    device's windows are gated on machine state, then decided in order. Devices are added as
-    they first come, and dropped with ``forget``.
+    device's windows are gated on machine state, then decided in order. A window without a
+    score (NaN: a regime its model never saw, ``agent.regimes``) counts as idle. Devices are
+    added as they first come, and dropped with ``forget``.
     """
 
     def __init__(self, new_id: Callable[[], str] = _new_id) -> None:
@@ -312,7 +313,8 @@ class Decisions:
         peaks = np.full(len(sizes), -np.inf)
         some = sizes > 0
         if some.any():
-            peaks[some] = np.maximum.reduceat(calibrated, starts[some])
+            peaks[some] = np.fmax.reduceat(calibrated, starts[some])
+        peaks[np.isnan(peaks)] = -np.inf  # every window of an unknown regime
         gate = policy.gate
         verdicts = []
         for part, start, size, peak in zip(parts, starts, sizes, peaks, strict=True):
@@ -323,6 +325,9 @@ class Decisions:
                 decider = self._deciders[part.device] = Decider(policy, self._new_id)
             idle = gate.idle(part.data) if gate is not None else None
             mine = calibrated[start : start + size]
+            unknown = np.isnan(mine)
+            if unknown.any():
+                idle = unknown if idle is None else idle | unknown
             steps = decider.steps(part.ends, mine, idle, float(peak))
             verdicts.append(
                 Verdict(part.device, int(start), steps, float(part.ends[-1]), float(peak))

@@ -155,7 +155,7 @@ class DriftWatch:
             return None  # the usual case: nothing above the level, nothing summed
         for i in range(first, len(calibrated), stride):
             score = float(calibrated[i])
-            if score > warning or ends[i] < state.next_ts:
+            if not score <= warning or ends[i] < state.next_ts:  # above, or NaN: no regime
                 continue
             state.next_ts = float(ends[i]) + self.spacing_s
             above = score > self.level

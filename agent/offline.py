@@ -186,11 +186,18 @@ def _play(
 
 def _printer(since: float) -> "Callable[[Round], None]":
     """Prints each scored row (or window) that ends at ``since`` or later (the ones before
-    only prime the streams) as ``{"device", "ts", "score"}``."""
+    only prime the streams) as ``{"device", "ts", "score"}``; the score is null for a row of
+    an operating regime the model never saw."""
 
     def show(done: "Round") -> None:
         lines = [
-            json.dumps({"device": part.device, "ts": float(end), "score": float(score)})
+            json.dumps(
+                {
+                    "device": part.device,
+                    "ts": float(end),
+                    "score": float(score) if np.isfinite(score) else None,
+                }
+            )
             for part, scores in zip(done.parts, done.scores, strict=True)
             for end, score in zip(part.ends, scores, strict=True)
             if end >= since

@@ -33,6 +33,7 @@ from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model
 from edgewatch.agent.onsite.learner import Learner
 from edgewatch.agent.onsite.tuner import Tuner
+from edgewatch.agent.regimes import Unknown
 from edgewatch.agent.scorer import Scores
 from edgewatch.agent.shadow import Trials
 from edgewatch.agent.sinks.fanout import Fanout
@@ -96,6 +97,7 @@ class Pipeline:
         self.registry = registry = registry or Registry()
         self.stream_metrics = StreamMetrics.of(registry)
         self.trials.export_metrics(registry)
+        self.unknown = Unknown(registry)
         self.scored_by_device: Counter[str] = Counter()
         self._export_metrics(registry)
         if model is not None:
@@ -269,12 +271,14 @@ class Pipeline:
         scores = model.scorer(batch.inputs)
         calibrated = scores.calibrated
         self.windows_scored.inc(len(calibrated))
-        self.scores.observe_array(calibrated)
         for part in batch.parts:
             self.scored_by_device[part.device] += len(part.ends)
-        raised = self._decide(lane, batch, scores, done, records)
         ends = np.cumsum([len(part.ends) for part in batch.parts])[:-1]
         split = np.split(calibrated, ends)
+        if model.bundle.manifest.regimes is not None:
+            self._regimes(batch.parts, split, model.spec.history or 0)
+        self.scores.observe_array(calibrated[np.isfinite(calibrated)])
+        raised = self._decide(lane, batch, scores, done, records)
         done.parts.extend(batch.parts)
         done.scores.extend(split)
         if self.tuner is not None and self.tuner.adapts:
@@ -313,6 +317,13 @@ class Pipeline:
             records += [due] if due else []
         return raised
 
+    def _regimes(self, parts: list[Part], scores: list[np.ndarray], history: int) -> None:
+        """Unscore the windows of regimes a lane's model never saw, and say which devices
+        entered one."""
+        for part, mine in zip(parts, scores, strict=True):
+            if (since := self.unknown.mask(part.device, part.ends, mine, history)) is not None:
+                self.report({"event": "unknown_regime", "device": part.device, "ts": since})
+
     def _follow(
         self, tuner: Tuner, lane: Lane, scores: list[np.ndarray], parts: list[Part]
     ) -> None:
@@ -333,6 +344,7 @@ class Pipeline:
 
     def _forget(self, route: Route) -> None:
         self.scored_by_device.pop(route.device, None)
+        self.unknown.forget(route.device)
         if self.windows is not None:
             self.windows.forget(route.device)
         self.fanout.forget(route.device)

@@ -24,8 +24,8 @@ def open_session(model: bytes, threads: int = 1) -> ort.InferenceSession:
 
 @dataclass(frozen=True)
 class Scores:
-    """One model run: ``raw`` and ``calibrated`` scores per row, and the per-feature error when
-    the model explains its score."""
+    """One model run: ``raw`` and ``calibrated`` scores per row (NaN for a row of a regime its
+    model never saw), and the per-feature error when the model explains its score."""
 
     raw: np.ndarray
     calibrated: np.ndarray
@@ -52,7 +52,9 @@ class Scorer:
     def __call__(self, rows: np.ndarray) -> Scores:
         outputs = self.session.run(self._outputs, {self._input: rows})
         raw = outputs[0]
-        return Scores(raw, self.manifest.score(raw), outputs[1] if len(outputs) > 1 else None)
+        regimes, scale = self.manifest.regimes, self.manifest.score
+        calibrated = scale(raw) if regimes is None else regimes.calibrate(rows, raw, scale)
+        return Scores(raw, calibrated, outputs[1] if len(outputs) > 1 else None)
 
 
 def _check_signature(info: ModelInfo, session: ort.InferenceSession) -> None:

@@ -37,6 +37,7 @@ from edgewatch.agent.graph import FEATURE_ERROR, INPUT, OPSETS, SCORE
 from edgewatch.agent.onsite.detectors import Detector, Gaussian, Kmeans, PcaT2Q
 from edgewatch.agent.onsite.settings import MIN_FIT_ROWS, Learning
 from edgewatch.agent.parity import DEFAULT_TOLERANCE, compare, with_flips
+from edgewatch.agent.regimes import fit_regimes, keys
 from edgewatch.agent.scorer import open_session
 
 MODEL_FILE = "model.onnx"
@@ -104,6 +105,13 @@ def learn(
     parity = compare(native, outputs, DEFAULT_TOLERANCE)
     scale = fit_scale(outputs)
     thresholds = budget_thresholds(scale, outputs, settings.budget)
+    regimes, notes = None, list[str]()
+    if settings.regimes:
+        try:
+            features = keys(spec, settings.regimes)
+        except ValueError as e:
+            raise LearningError(str(e)) from None
+        regimes, notes = fit_regimes(fitting, held_back, outputs, features, settings.regime_count)
     parity = with_flips(parity, native, outputs, thresholds.raw_warning)
     created = created or datetime.now(UTC)
     manifest = Manifest(
@@ -140,10 +148,11 @@ def learn(
             },
         ),
         feature_stats=FeatureStats.of(fitting),
+        regimes=regimes,
         origin="on_site",
         files={MODEL_FILE: digest(model)},
     )
-    return Learned(model, manifest, thin(thresholds, scale))
+    return Learned(model, manifest, (*thin(thresholds, scale), *notes))
 
 
 def _check(rows: np.ndarray, width: int, settings: Learning) -> None:

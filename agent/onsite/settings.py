@@ -6,6 +6,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from edgewatch.agent.calibration import MIN_CALIBRATION_ROWS
+from edgewatch.agent.features import ChannelName
 from edgewatch.agent.onsite.detectors import Kind
 from edgewatch.agent.schema import Frozen
 
@@ -16,7 +17,8 @@ Share = Annotated[float, Field(gt=0, lt=1)]
 class Learning(Frozen):
     """How a machine learns its normal: the detector, and the share of the baseline, its
     latest rows, held back to calibrate on. The agent collects ``min_rows`` rows at least,
-    over ``duration_s`` at least, while the machine runs."""
+    over ``duration_s`` at least, while the machine runs. ``regimes``: the channels whose
+    levels key its operating regimes, at most ``regime_count`` of them (``agent.regimes``)."""
 
     detector: Kind = "gaussian"
     clusters: int = Field(default=3, ge=1, le=64)
@@ -26,6 +28,8 @@ class Learning(Frozen):
     duration_s: float = Field(default=3600.0, ge=0, le=30 * 86_400)
     min_rows: int = Field(default=1000, ge=1, le=1_000_000)
     max_rows: int = Field(default=20_000, ge=1, le=1_000_000)
+    regimes: tuple[ChannelName, ...] = Field(default=(), max_length=8)
+    regime_count: int = Field(default=3, ge=1, le=16)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Learning":

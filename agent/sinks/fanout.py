@@ -27,7 +27,7 @@ class Fanout(Sink):
             self._devices[device] = (at, held)
             return None
         self._devices[device] = (ts, -np.inf)
-        return Telemetry(device, ts, held)
+        return Telemetry(device, ts, held) if np.isfinite(held) else None
 
     def forget(self, device: str) -> None:
         self._devices.pop(device, None)
