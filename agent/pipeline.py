@@ -33,6 +33,7 @@ from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model
 from edgewatch.agent.onsite.learner import Learner
 from edgewatch.agent.onsite.tuner import Tuner
+from edgewatch.agent.pipeline_metrics import PipelineMetrics
 from edgewatch.agent.regimes import Unknown
 from edgewatch.agent.scorer import Scores
 from edgewatch.agent.shadow import Trials
@@ -42,7 +43,6 @@ from edgewatch.agent.streams import Batch, Part, StreamMetrics
 
 log = logging.getLogger(__name__)
 MAX_LABELS = 1000
-SCORE_BUCKETS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0)
 
 
 @dataclass(frozen=True)
@@ -99,46 +99,9 @@ class Pipeline:
         self.trials.export_metrics(registry)
         self.unknown = Unknown(registry)
         self.scored_by_device: Counter[str] = Counter()
-        self._export_metrics(registry)
+        self.metrics = PipelineMetrics.of(registry, self)
         if model is not None:
             self._use(DEFAULT, model)
-
-    def _export_metrics(self, registry: Registry) -> None:
-        self.drift_events = registry.counter("drift_events_total", "Drift signals, one per device")
-        registry.collect(
-            "gauge",
-            "devices_drifted",
-            "Devices whose scores drifted from their calibration, until a new model",
-            (),
-            lambda: {(): float(len(self.drift.drifted())) if self.drift else 0.0},
-        )
-        self.windows_scored = registry.counter("windows_scored_total", "Windows (or rows) scored")
-        self.rejected = registry.counter(
-            "pipeline_rejected_total", "Blocks and windows the pipeline refused", ("reason",)
-        )
-        self.alerts_total = registry.counter(
-            "alerts_total", "Alert transitions", ("severity", "state")
-        )
-        self.scores = registry.histogram(
-            "score", "Calibrated scores of scored windows", SCORE_BUCKETS
-        )
-        self.loop_lag = registry.gauge(
-            "loop_lag_seconds", "How long the last batch's oldest block waited in the inbox"
-        )
-        registry.collect(
-            "counter",
-            "device_windows_scored_total",
-            "Windows (or rows) scored, per device",
-            ("device",),
-            lambda: {(d,): float(n) for d, n in self.scored_by_device.items()},
-        )
-        registry.collect(
-            "gauge",
-            "model_info",
-            "The model of each lane (value 1)",
-            ("lane", "name", "version", "sha256"),
-            self._model_info,
-        )
 
     @property
     def model(self) -> Model | None:
@@ -216,7 +179,7 @@ class Pipeline:
                 batch.append(self.inbox.get_nowait())
             except queue.Empty:
                 break
-        self.loop_lag.set(time.perf_counter() - batch[0][1])
+        self.metrics.loop_lag.set(time.perf_counter() - batch[0][1])
         return [block for block, _ in batch]
 
     def process(self, blocks: Sequence[Block]) -> Round:
@@ -270,21 +233,21 @@ class Pipeline:
         model = lane.model
         scores = model.scorer(batch.inputs)
         calibrated = scores.calibrated
-        self.windows_scored.inc(len(calibrated))
+        self.metrics.windows_scored.inc(len(calibrated))
         for part in batch.parts:
             self.scored_by_device[part.device] += len(part.ends)
         ends = np.cumsum([len(part.ends) for part in batch.parts])[:-1]
         split = np.split(calibrated, ends)
         if model.bundle.manifest.regimes is not None:
             self._regimes(batch.parts, split, model.spec.history or 0)
-        self.scores.observe_array(calibrated[np.isfinite(calibrated)])
+        self.metrics.scores.observe_array(calibrated[np.isfinite(calibrated)])
         raised = self._decide(lane, batch, scores, done, records)
         done.parts.extend(batch.parts)
         done.scores.extend(split)
         if self.tuner is not None and self.tuner.adapts:
             self._follow(self.tuner, lane, split, batch.parts)
         for found in self.drift.batch(batch.parts, split, model) if self.drift else ():
-            self.drift_events.inc()
+            self.metrics.drift_events.inc()
             log.warning("%s: drift (%d windows)", found.device, found.windows)
             self.report(found.event())
         chosen = self.trials.score(key, batch.parts, batch.inputs, model, calibrated, raised)
@@ -304,7 +267,7 @@ class Pipeline:
                 at = verdict.offset + step.index
                 row, error = batch.rows[at], None if errors is None else errors[at]
                 made.append(self.alerts.make(verdict.device, step, model.bundle, row, error))
-                self.alerts_total.inc(1, made[-1].severity, made[-1].state)
+                self.metrics.alerts_total.inc(1, made[-1].severity, made[-1].state)
             if self.windows is not None and (made or self.windows.open(verdict.device)):
                 names = model.bundle.manifest.feature_names
                 indices = [step.index for step in verdict.steps]
@@ -409,16 +372,9 @@ class Pipeline:
         manifest = model.bundle.manifest
         log.info("%s: model %s %s in use", key, manifest.name, manifest.version)
 
-    def _model_info(self) -> dict[tuple[str, ...], float]:
-        return {
-            (key, m.name, m.version, lane.model.bundle.model_sha256): 1.0
-            for key, lane in list(self.lanes.items())
-            if (m := lane.model.bundle.manifest)
-        }
-
     def _drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] += count
-        self.rejected.inc(count, reason)
+        self.metrics.rejected.inc(count, reason)
 
     def close(self) -> None:
         self.fanout.close()
