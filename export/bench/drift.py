@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgewatch.agent.framing import Block
-from edgewatch.export.bench.gateway import BURST_EVERY_S, DAY_S, RATE, _Raised, machines
+from edgewatch.export.bench.gateway import BURST_EVERY_S, DAY_S, RATE, watched
 from edgewatch.sim.machine import PROCESS_CHANNELS, Machine, simulate_process, simulate_waveform
 
 POOL = 2000
@@ -29,12 +29,8 @@ def run(days: float = 30.0, seed: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     pool = [simulate_waveform(Machine(), 1.0, RATE, seed * POOL + i).signal for i in range(POOL)]
     pump = simulate_process(seconds, seed + 1).signal
-    raised = _Raised()
     with tempfile.TemporaryDirectory() as folder:
-        pipe = machines(Path(folder))
-        pipe.fanout.sinks.append(raised)
-        events: list[dict[str, object]] = []
-        pipe.report = events.append
+        pipe, raised, events = watched(Path(folder))
         for minute in range(int(seconds // BURST_EVERY_S)):
             t0 = minute * BURST_EVERY_S
             burst = pool[int(rng.integers(POOL))]

@@ -82,6 +82,14 @@ def machines(folder: Path, learn: dict[str, Any] | None = None) -> Pipeline:
     return pipe
 
 
+def watched(folder: Path) -> tuple[Pipeline, _Raised, list[dict[str, object]]]:
+    """``machines``, with the alerts they raise and the events they report kept."""
+    pipe, raised, events = machines(folder), _Raised(), list[dict[str, object]]()
+    pipe.fanout.sinks.append(raised)
+    pipe.report = events.append
+    return pipe, raised, events
+
+
 def _faults(seconds: float) -> dict[str, Fault]:
     """One fault per machine, from the fourth hour on, spread over the day."""
     devices = [*(f"fan-{i}" for i in range(4)), *(f"blower-{i}" for i in range(3))]
@@ -100,12 +108,8 @@ def run(seconds: float = DAY_S, seed: int = 0) -> dict[str, Any]:
         f"pump-{i}": simulate_process(seconds, seed + 50 + i, [faults[f"pump-{i}"]]).signal
         for i in range(3)
     }
-    raised = _Raised()
     with tempfile.TemporaryDirectory() as folder:
-        pipe = machines(Path(folder))
-        pipe.fanout.sinks.append(raised)
-        drifts: list[dict[str, object]] = []
-        pipe.report = drifts.append
+        pipe, raised, drifts = watched(Path(folder))
         for minute in range(minutes):
             t0 = minute * BURST_EVERY_S
             blocks = []

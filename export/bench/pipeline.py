@@ -41,7 +41,7 @@ import numpy as np
 from edgewatch.agent.assembly import Assembly, assemble
 from edgewatch.agent.bundle import verify_bundle
 from edgewatch.agent.config import validate
-from edgewatch.agent.decision_settings import Decision
+from edgewatch.agent.decision_settings import Decision, ShadowSettings
 from edgewatch.agent.framing import Block
 from edgewatch.agent.model import Model
 from edgewatch.agent.sinks.spool import Message
@@ -144,9 +144,11 @@ def _capacity(
     block_s: float = BLOCK_S,
     devices: int = DEVICES,
     seconds: float = SECONDS,
+    shadow: bool = False,
 ) -> tuple[float, int]:
     """Signal seconds per CPU second through the whole in-process pipeline, median of rounds
-    after one untimed round (which loads the Numba cache), and the alerts spooled."""
+    after one untimed round (which loads the Numba cache), and the alerts spooled. With
+    ``shadow``, a candidate (the same bundle) is on trial beside the model all along."""
     signals = _signals(sensor, devices, seconds)
     block = max(1, round(block_s * sensor.rate))
     blocks = [
@@ -161,6 +163,10 @@ def _capacity(
         parts = _agent(bundle, Decision(warmup_windows=5), folder, f"capacity{block}-{r}")
         pipeline, spool = parts.pipeline, parts.spool
         assert spool is not None
+        if shadow:
+            pipeline.trials.settings = ShadowSettings(duration_s=90 * 86_400, min_windows=10**9)
+            pipeline.try_out(Model.load(verify_bundle(bundle), Decision(warmup_windows=5)))
+            pipeline.process([])
         began = time.process_time()
         for round_blocks in blocks:
             for each in round_blocks:
@@ -334,6 +340,7 @@ def run(rounds: int = 3) -> dict[str, Any]:
         train(Sensor().training(), bundle)
         sensors, alerts = _capacity(bundle, Sensor(), folder, rounds)
         hop_sensors, _ = _capacity(bundle, Sensor(), folder, rounds, HOP / RATE)
+        shadowed, _ = _capacity(bundle, Sensor(), folder, rounds, shadow=True)
         seed = _seed(bundle)
         broker = _Mosquitto(folder)
         try:
@@ -346,6 +353,7 @@ def run(rounds: int = 3) -> dict[str, Any]:
         "pipeline": {
             "sensors_per_core": sensors,
             "sensors_per_core_hop_blocks": hop_sensors,
+            "sensors_per_core_in_shadow": shadowed,
             "seed_sensors_per_core": seed,
             "mqtt_samples_per_s": mqtt_rate,
             "mqtt_lost": lost,
@@ -368,6 +376,8 @@ def render(result: dict[str, Any]) -> str:
             f"in-process capacity      {p['sensors_per_core']:>10.0f} sensors per core "
             f"(median of {result['rounds']} rounds; {result['alerts_spooled']} alerts spooled)",
             f"  in blocks of one hop   {p['sensors_per_core_hop_blocks']:>10.0f} sensors per core",
+            f"  every sensor on trial  {p['sensors_per_core_in_shadow']:>10.0f} sensors per core "
+            "(a candidate scored beside the model)",
             f"seed-style pipeline      {p['seed_sensors_per_core']:>10.1f} sensors per core "
             f"({p['sensors_per_core'] / p['seed_sensors_per_core']:.0f}x slower)",
             f"MQTT ingest (Mosquitto)  {p['mqtt_samples_per_s'] / 1e6:>10.2f} M values per CPU "

@@ -116,6 +116,17 @@ def test_bench_gateway_learns_every_machine_and_finds_every_fault(capsys):
     assert "--hours must be 6 to 720" in capsys.readouterr().err
 
 
+def test_bench_drift_counts_false_signals_on_normal_running(capsys):
+    assert main(["bench", "drift", "--days", "0.2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["days"] == 0.2
+    for device in ("fan-0", "pump-0"):
+        assert set(result[device]) == {"drift_per_30_days", "first_drift_day", "alerts_per_day"}
+    assert result["fan-0"]["drift_per_30_days"] == 0
+    assert main(["bench", "drift", "--days", "0"]) == 2
+    assert "--days must be above 0" in capsys.readouterr().err
+
+
 def test_bench_learning_measures_fits_memory_and_out_of_sample_false_alarms(capsys):
     assert main(["bench", "learning", "--rounds", "1"]) == 0
     table = capsys.readouterr().out
