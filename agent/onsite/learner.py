@@ -226,8 +226,8 @@ class Learner:
         )
 
     def run(self, stop: threading.Event) -> None:
-        """The fitting thread: learn each complete baseline, and take each label, as they
-        come."""
+        """The fitting thread: each job as it comes (a complete baseline to learn, the tuner's
+        labels and re-fits)."""
         while not stop.is_set():
             try:
                 job = self._jobs.get(timeout=0.5)

@@ -115,6 +115,14 @@ _MANIFEST = json.dumps(
             },
             "libraries": {},
         },
+        "regimes": {
+            "features": [0],
+            "mean": [1.0],
+            "scale": [2.0],
+            "centres": [[-1.0], [1.0]],
+            "radius": [0.5, 0.5],
+            "scales": [{"raw": [0.1, 0.5], "calibrated": [0.0, 1.0]}, None],
+        },
         "files": {"model.onnx": "0" * 64},
     }
 ).encode()
