@@ -222,18 +222,25 @@ def _learning(
     learn = settings.learn
     if learn is None:
         priming = spec.history if spec.kind == "process" and spec.history else 0
-        rows = baseline - priming
-        share = min(0.7, max(0.3, math.ceil(100 * MIN_CALIBRATION_ROWS / max(rows, 1)) / 100))
-        if rows < rows_needed(MIN_FIT_ROWS, share):
+        learn = _first_rows(baseline - priming)
+        if learn is None:
+            least = next(n for n in range(1, 1000) if _first_rows(n) is not None) + priming
             raise ConfigError(
-                f"--learn {baseline}: too few rows to learn from; it takes "
-                f"{rows_needed(MIN_FIT_ROWS, 0.625) + priming} at least"
+                f"--learn {baseline}: too few rows to learn from; it takes {least} at least"
             )
-        learn = Learning(min_rows=rows, duration_s=0, calibration=share)
     machine = {"learn": learn.model_dump(), "features": spec.model_dump()}
     if adapt or settings.adapt is not None:
         machine["adapt"] = (settings.adapt or Adapting()).model_dump()
     return machine
+
+
+def _first_rows(rows: int) -> Learning | None:
+    """Learning from ``rows`` rows, calibrated on their later 30 %, or on more where it takes
+    more to hold 50 rows; None when they are too few for any share."""
+    share = min(0.7, max(0.3, (MIN_CALIBRATION_ROWS + 1) / max(rows, 1)))
+    if rows < rows_needed(MIN_FIT_ROWS, share) or rows - math.ceil(rows * share) < MIN_FIT_ROWS:
+        return None
+    return Learning(min_rows=rows, duration_s=0, calibration=share)
 
 
 def _range(chosen: slice, prime: int, n: int) -> tuple[int, int]:

@@ -87,3 +87,13 @@ def test_replay_adapts_to_a_lasting_level_shift_and_still_flags_the_spike(tmp_pa
     assert np.mean([adapted[i] > 2 for i in late]) < 0.05
     assert adapted[500] > 4 and fixed[500] > 4
     assert sorted(adapted) == sorted(fixed) == list(range(300, 2000))
+
+
+@pytest.mark.integration
+def test_replay_learns_from_as_few_rows_as_a_short_stream_gives_and_says_the_least(tmp_path):
+    _stream(tmp_path / "s.csv", n=740)  # 15 % of it is 111 rows
+    learned = edgewatch("replay", "--data", tmp_path / "s.csv", "--learn", "111")
+    assert '"event": "learned"' in learned.stderr and '"rows": 81' in learned.stderr
+    short = edgewatch("replay", "--data", tmp_path / "s.csv", "--learn", "110", check=False)
+    assert short.returncode == 2
+    assert "--learn 110: too few rows to learn from; it takes 111 at least" in short.stderr
