@@ -8,7 +8,8 @@ of the device) asks that the device learn its normal again. ``export`` writes on
 window of a labelled alert: the alert's id, device, time, label and note, the window's index
 and its feature values, ready for ``edgewatch train --feedback``. Each accepted message also
 goes to ``listener`` (the pipeline, which hands it to on-site learning) as a ``Labelled``.
-The windows of the latest ``WINDOWS_OF`` alerts are kept.
+What is kept is bounded: the latest ``MAX_LABELS`` labels with their alerts, the latest
+``MAX_ALERTS`` alerts besides, and the windows of the latest ``WINDOWS_OF`` alerts.
 
 Messages come from the network, so they are bounded: ``offer`` takes them on the network thread
 at most ``RATE`` a second (in bursts of up to ``BURST``) into an inbox of ``INBOX``, dropping and
@@ -38,8 +39,8 @@ from edgewatch.agent.schema import Frozen, problems
 
 Label = Literal["anomaly", "normal", "unsure", "rebaseline"]
 RATE, BURST, INBOX = 20.0, 100, 1000
-# Older alerts' windows are pruned every PRUNE_EVERY records.
-WINDOWS_OF, PRUNE_EVERY = 500, 100
+# What is kept is pruned every PRUNE_EVERY records.
+WINDOWS_OF, MAX_ALERTS, MAX_LABELS, PRUNE_EVERY = 500, 10_000, 100_000, 100
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -96,8 +97,16 @@ class FeedbackError(ValueError):
 
 
 class FeedbackStore:
-    def __init__(self, path: Path, clock: Clock | None = None) -> None:
-        """``clock`` paces the rate limit (default: the system's)."""
+    def __init__(
+        self,
+        path: Path,
+        clock: Clock | None = None,
+        max_alerts: int = MAX_ALERTS,
+        max_labels: int = MAX_LABELS,
+    ) -> None:
+        """``clock`` paces the rate limit (default: the system's). The latest ``max_labels``
+        labels are kept with their alerts, and the latest ``max_alerts`` alerts unlabelled."""
+        self.max_alerts, self.max_labels = max_alerts, max_labels
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -179,11 +188,29 @@ class FeedbackStore:
             self._db.executemany("INSERT INTO windows VALUES (?, ?)", blobs)
             self._records += 1
             if self._records % PRUNE_EVERY == 0:
-                self._db.execute(
-                    "DELETE FROM windows WHERE alert_id NOT IN "
-                    "(SELECT alert_id FROM alerts ORDER BY rowid DESC LIMIT ?)",
-                    (WINDOWS_OF,),
-                )
+                self._prune()
+
+    def _prune(self) -> None:
+        """Keep the latest labels, the labelled alerts and the latest others, and the windows
+        of the latest alerts; the caller holds the lock."""
+        for statement, keep in (
+            (
+                "DELETE FROM labels WHERE rowid NOT IN "
+                "(SELECT rowid FROM labels ORDER BY rowid DESC LIMIT ?)",
+                self.max_labels,
+            ),
+            (
+                "DELETE FROM alerts WHERE alert_id NOT IN (SELECT alert_id FROM labels) AND "
+                "rowid NOT IN (SELECT rowid FROM alerts ORDER BY rowid DESC LIMIT ?)",
+                self.max_alerts,
+            ),
+            (
+                "DELETE FROM windows WHERE alert_id NOT IN "
+                "(SELECT alert_id FROM alerts ORDER BY rowid DESC LIMIT ?)",
+                WINDOWS_OF,
+            ),
+        ):
+            self._db.execute(statement, (keep,))
 
     def thin(self, alert_id: str) -> None:
         """Drop every other window kept for ``alert_id``, the first kept."""

@@ -75,3 +75,15 @@ def test_the_worker_stores_what_was_offered(tmp_path):
     wait_for(lambda: store.accepted == 1, what="the label stored")
     stop.set()
     worker.join()
+
+
+def test_what_is_kept_stays_bounded_and_labelled_alerts_stay_longest(tmp_path):
+    store = FeedbackStore(tmp_path / "feedback.sqlite", ManualClock(), max_alerts=5, max_labels=3)
+    for i in range(300):
+        store.record(raised(f"a{i}"), ("x",), np.full((2, 1), float(i)))
+        if i in (10, 20, 30, 40):
+            store.receive(label(f"a{i}", "normal"))
+    alerts = {a for (a,) in store._db.execute("SELECT alert_id FROM alerts")}
+    assert alerts == {"a20", "a30", "a40", *(f"a{i}" for i in range(295, 300))}
+    assert store._db.execute("SELECT count(*) FROM labels").fetchone() == (3,)
+    assert store.export(tmp_path / "labels.csv") == (3, 6)
