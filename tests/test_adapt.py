@@ -97,3 +97,23 @@ def test_replay_learns_from_as_few_rows_as_a_short_stream_gives_and_says_the_lea
     short = edgewatch("replay", "--data", tmp_path / "s.csv", "--learn", "110", check=False)
     assert short.returncode == 2
     assert "--learn 110: too few rows to learn from; it takes 111 at least" in short.stderr
+
+
+def test_an_adapting_machine_keeps_what_its_operators_labelled_normal(tmp_path):
+    from edgewatch.agent.bundle import verify_bundle
+    from edgewatch.agent.onsite import labelled
+    from edgewatch.agent.onsite.adapt import Refit
+    from edgewatch.agent.onsite.baseline import Baseline
+    from edgewatch.agent.onsite.settings import Learning
+    from tests.test_labels import _learned
+
+    rig = _learned(tmp_path)
+    route = rig.pipe.router.claim("pump-1")
+    assert route is not None and rig.pipe.tuner is not None and rig.pipe.learner is not None
+    folder = tmp_path / "pump-1"
+    rows = Baseline(folder, PROCESS, Learning(min_rows=1000)).matrix()
+    labelled.add(folder, "normal", rows[:40] + 5)
+    manifest = verify_bundle(folder / "bundle").manifest
+    rig.pipe.tuner._adapt(route, Refit(rows, np.ones(len(rows), bool)), 0.0, manifest)
+    assert rig.pipe.learner.fits["adapted"] == 1
+    assert verify_bundle(folder / "bundle").manifest.training.rows["labelled_normal"] == 40

@@ -7,8 +7,8 @@ A window labelled ``normal`` or ``anomaly`` is kept beside the device's baseline
 (``agent.onsite.labelled``); a ``normal`` one re-fits the device (``agent.onsite.refit``), and
 the model in use keeps scoring until the re-fit has passed its checks. An adapting device's
 scored windows go to its ``Follower`` (``agent.onsite.adapt``), whose re-fits are learned from
-the windows it keeps, under the first fit's checks, and a level shift it re-learns is reported
-as drift, ``adapted: true``.
+the windows it keeps and those labelled normal, under the first fit's checks, and a level shift
+it re-learns is reported as drift, ``adapted: true``.
 """
 
 import logging
@@ -145,8 +145,14 @@ class Tuner:
         assert machine is not None and machine.learn is not None and machine.features
         folder = self.learner.folder / folder_name(route.device)
         try:
+            normal = labelled.read(folder, "normal", len(machine.features.feature_names))
             learned = learn(
-                due.rows, machine.features, machine.learn, name=route.device, fit_mask=due.fit
+                due.rows,
+                machine.features,
+                machine.learn,
+                name=route.device,
+                normal=normal,
+                fit_mask=due.fit,
             )
             bundle = write_bundle(folder / CANDIDATE, learned.manifest, learned.files)
             model = Model.load(bundle, machine.decision, self.learner.threads)
