@@ -312,9 +312,11 @@ class Decisions:
         starts = np.cumsum(sizes) - sizes
         peaks = np.full(len(sizes), -np.inf)
         some = sizes > 0
+        unscored = bool(np.isnan(calibrated).any())
         if some.any():
             peaks[some] = np.fmax.reduceat(calibrated, starts[some])
-        peaks[np.isnan(peaks)] = -np.inf  # every window of an unknown regime
+        if unscored:
+            peaks[np.isnan(peaks)] = -np.inf  # every window of an unknown regime
         gate = policy.gate
         verdicts = []
         for part, start, size, peak in zip(parts, starts, sizes, peaks, strict=True):
@@ -325,8 +327,7 @@ class Decisions:
                 decider = self._deciders[part.device] = Decider(policy, self._new_id)
             idle = gate.idle(part.data) if gate is not None else None
             mine = calibrated[start : start + size]
-            unknown = np.isnan(mine)
-            if unknown.any():
+            if unscored and (unknown := np.isnan(mine)).any():
                 idle = unknown if idle is None else idle | unknown
             steps = decider.steps(part.ends, mine, idle, float(peak))
             verdicts.append(

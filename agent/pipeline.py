@@ -240,7 +240,9 @@ class Pipeline:
         split = np.split(calibrated, ends)
         if model.bundle.manifest.regimes is not None:
             self._regimes(batch.parts, split, model.spec.history or 0)
-        self.metrics.scores.observe_array(calibrated[np.isfinite(calibrated)])
+            self.metrics.scores.observe_array(calibrated[np.isfinite(calibrated)])
+        else:
+            self.metrics.scores.observe_array(calibrated)
         raised = self._decide(lane, batch, scores, done, records)
         done.parts.extend(batch.parts)
         done.scores.extend(split)

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgewatch.agent.alerts import Alert
 from edgewatch.agent.assembly import assemble
-from edgewatch.agent.config import validate
+from edgewatch.agent.config import AgentConfig, validate
 from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.feedback import FeedbackStore
 from edgewatch.agent.framing import Block
@@ -93,7 +93,7 @@ def loop_flags(loop: Loop, data: Dataset, train_rows: int) -> tuple[np.ndarray, 
     return flags[train_rows:], labels
 
 
-def _config(loop: Loop, spec: FeatureSpec, train_rows: int, folder: Path):  # type: ignore[no-untyped-def]
+def _config(loop: Loop, spec: FeatureSpec, train_rows: int, folder: Path) -> AgentConfig:
     priming = spec.history or 0
     learn = Learning(min_rows=train_rows - priming, duration_s=0)
     machine = {

@@ -10,7 +10,10 @@ import re
 import shutil
 from pathlib import Path
 
+from edgewatch.agent.bundle_writer import write_bundle
+from edgewatch.agent.decision_settings import Decision
 from edgewatch.agent.model import Model
+from edgewatch.agent.onsite.learn import Learned
 
 BUNDLE = "bundle"
 CANDIDATE = "candidate"
@@ -23,6 +26,13 @@ def folder_name(device: str) -> str:
     if SAFE_NAME.fullmatch(device):
         return device
     return "device-" + hashlib.sha256(device.encode()).hexdigest()[:32]
+
+
+def candidate(folder: Path, learned: Learned, decision: Decision, threads: int) -> Model:
+    """Write ``learned`` to the device's ``candidate`` folder and load it to be checked; a
+    ``BundleError`` or ``OSError`` when it cannot be."""
+    bundle = write_bundle(folder / CANDIDATE, learned.manifest, learned.files)
+    return Model.load(bundle, decision, threads)
 
 
 def trial(folder: Path, model: Model) -> Path:

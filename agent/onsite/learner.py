@@ -32,7 +32,6 @@ from typing import Literal
 import numpy as np
 
 from edgewatch.agent.bundle import BundleError, verify_bundle
-from edgewatch.agent.bundle_writer import write_bundle
 from edgewatch.agent.calibration import CalibrationError
 from edgewatch.agent.config import Machine
 from edgewatch.agent.framing import Block
@@ -41,7 +40,7 @@ from edgewatch.agent.metrics import Registry
 from edgewatch.agent.model import Model, gate
 from edgewatch.agent.onsite import folders, labelled
 from edgewatch.agent.onsite.baseline import Baseline, discard
-from edgewatch.agent.onsite.folders import BUNDLE, CANDIDATE, RELEARNING, folder_name
+from edgewatch.agent.onsite.folders import BUNDLE, RELEARNING, folder_name
 from edgewatch.agent.onsite.learn import LearningError, learn
 from edgewatch.agent.parity import ParityError
 from edgewatch.agent.streams import StreamMetrics, Streams
@@ -242,8 +241,7 @@ class Learner:
         folder = self.folder / folder_name(route.device)
         try:
             learned = learn(rows, machine.features, machine.learn, name=route.device)
-            bundle = write_bundle(folder / CANDIDATE, learned.manifest, learned.files)
-            model = Model.load(bundle, machine.decision, self.threads)
+            model = folders.candidate(folder, learned, machine.decision, self.threads)
             folders.place(folder, model, self.shadowed)
         except (LearningError, CalibrationError, ParityError, BundleError, OSError) as e:
             self.fits["failed"] += 1

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgewatch.agent.bundle_writer import write_bundle
 from edgewatch.agent.config import Machine
 from edgewatch.agent.model import Model
-from edgewatch.agent.onsite import labelled
+from edgewatch.agent.onsite import folders, labelled
 from edgewatch.agent.onsite.baseline import Baseline
 from edgewatch.agent.onsite.folders import CANDIDATE
 from edgewatch.agent.onsite.learn import learn
@@ -63,12 +62,10 @@ def refit(folder: Path, machine: Machine, name: str, threads: int) -> Refitted:
     normal = labelled.read(folder, "normal", width)
     anomaly = labelled.read(folder, "anomaly", width)
     learned = learn(baseline.matrix(), spec, settings, name=name, normal=normal)
-    candidate = folder / CANDIDATE
-    written = write_bundle(candidate, learned.manifest, learned.files)
-    model = Model.load(written, machine.decision, threads)
+    model = folders.candidate(folder, learned, machine.decision, threads)
     missed = int((_scores(model, anomaly) <= model.policy.warning).sum())
     if missed:
-        shutil.rmtree(candidate, ignore_errors=True)
+        shutil.rmtree(folder / CANDIDATE, ignore_errors=True)
         raise RefitError(
             f"it would score {missed} of the {len(anomaly)} windows labelled anomaly below "
             "its warning level"

@@ -18,7 +18,6 @@ from functools import partial
 import numpy as np
 
 from edgewatch.agent.bundle import BundleError, Manifest
-from edgewatch.agent.bundle_writer import write_bundle
 from edgewatch.agent.calibration import CalibrationError
 from edgewatch.agent.drift import Drift, evidence
 from edgewatch.agent.feedback import Labelled
@@ -27,7 +26,7 @@ from edgewatch.agent.model import Model
 from edgewatch.agent.onsite import folders, labelled
 from edgewatch.agent.onsite.adapt import Follower, Refit
 from edgewatch.agent.onsite.baseline import Baseline
-from edgewatch.agent.onsite.folders import CANDIDATE, folder_name
+from edgewatch.agent.onsite.folders import folder_name
 from edgewatch.agent.onsite.learn import LearningError, learn
 from edgewatch.agent.onsite.learner import Learner
 from edgewatch.agent.onsite.refit import RefitError, refit
@@ -74,8 +73,6 @@ class Tuner:
             assert spec is not None
             folder = self.learner.folder / folder_name(route.device)
             baseline = Baseline(folder, spec, machine.learn).matrix().copy()
-            if not len(baseline):
-                baseline = np.empty((0, len(spec.feature_names)), np.float32)
             needed = machine.learn.rows_needed()
             follower = self._followers[route.device] = Follower(baseline, machine.adapt, needed)
         due = follower.take(part.ends, part.rows, scores, model.policy.warning, open_since)
@@ -154,8 +151,7 @@ class Tuner:
                 normal=normal,
                 fit_mask=due.fit,
             )
-            bundle = write_bundle(folder / CANDIDATE, learned.manifest, learned.files)
-            model = Model.load(bundle, machine.decision, self.learner.threads)
+            model = folders.candidate(folder, learned, machine.decision, self.learner.threads)
             self.learner.adopt(route, model)
         except (*FitErrors, OSError) as e:
             self.learner.fits["adapt_failed"] += 1
