@@ -18,16 +18,7 @@ from typing import Any
 
 from edgewatch.agent.alert_windows import Keeper
 from edgewatch.agent.alerts import AlertMaker
-from edgewatch.agent.config import (
-    AgentConfig,
-    JsonlSink,
-    MqttSink,
-    MqttSource,
-    ReplaySource,
-    SerialSource,
-    StdoutSink,
-    validate,
-)
+from edgewatch.agent.config import AgentConfig, JsonlSink, MqttSink, StdoutSink, validate
 from edgewatch.agent.decision_settings import Decision
 from edgewatch.agent.drift import DriftWatch
 from edgewatch.agent.machines import Router
@@ -40,13 +31,15 @@ from edgewatch.agent.sinks.mqtt import Forwarder
 from edgewatch.agent.sinks.outputs import Lines, Sink, Spooled
 from edgewatch.agent.sinks.spool import Spool
 from edgewatch.agent.sources import DecoderMetrics
+from edgewatch.agent.sources.modbus import ModbusReader
 from edgewatch.agent.sources.mqtt import MqttReader
 from edgewatch.agent.sources.replay import ReplayReader, load_recording
 from edgewatch.agent.sources.serial import SerialReader
+from edgewatch.agent.sources.settings import ModbusSource, MqttSource, ReplaySource, SerialSource
 from edgewatch.agent.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
-Source = SerialReader | MqttReader | ReplayReader
+Source = SerialReader | MqttReader | ReplayReader | ModbusReader
 
 
 @dataclass
@@ -160,6 +153,10 @@ def _mqtt_source(config: MqttSource, index: int, parts: Wiring, to: Pipeline) ->
     return MqttReader(config, parts.config.mqtt, client_id, to.offer, guard)
 
 
+def _modbus_source(config: ModbusSource, index: int, parts: Wiring, to: Pipeline) -> Source:
+    return ModbusReader(config, to.offer)
+
+
 def _replay_source(config: ReplaySource, index: int, parts: Wiring, to: Pipeline) -> Source:
     recording = load_recording(config.path, config.channels, config.timestamps, config.time_order)
     if config.rows is not None:
@@ -184,6 +181,7 @@ SOURCES: dict[str, Callable[[Any, int, Wiring, Pipeline], Source]] = {
     "serial": _serial_source,
     "mqtt": _mqtt_source,
     "replay": _replay_source,
+    "modbus": _modbus_source,
 }
 
 

@@ -20,7 +20,6 @@ from typing import Annotated, Any, Literal, Self, get_args
 from pydantic import (
     AfterValidator,
     Field,
-    NonNegativeInt,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -32,22 +31,20 @@ from edgewatch.agent.decision_settings import (
     DriftSettings,
     Gate,
     Name,
+    Seconds,
     Settings,
     ShadowSettings,
 )
-from edgewatch.agent.features import ChannelName, FeatureSpec
+from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.onsite.settings import Adapting, Learning
 from edgewatch.agent.regimes import keys
 from edgewatch.agent.schema import problems
-from edgewatch.agent.table import TimeOrder
+from edgewatch.agent.sources.settings import ModbusSource, MqttSource, Source, SourceConfig
 
 ENV_PREFIX = "EDGEWATCH_"
 CREDENTIALS = "CREDENTIALS_DIRECTORY"
-BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000, 2000000)
 
 Topic = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^#+\x00]*$")]
-TopicFilter = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
-Seconds = Annotated[float, Field(gt=0, le=86_400)]
 
 
 class ConfigError(ValueError):
@@ -113,67 +110,6 @@ class Broker(Settings):
         if self.password_file is None:
             return None
         return credential(self.password_file).read_text().strip()
-
-
-class _Source(Settings):
-    device: Name
-    channels: tuple[ChannelName, ...] = Field(min_length=1, max_length=256)
-    sample_rate: float = Field(gt=0, le=10_000_000)
-
-
-class SerialSource(_Source):
-    """A serial port carrying CSV lines or binary frames (sync word, length, sequence, CRC-16)."""
-
-    type: Literal["serial"]
-    port: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    baudrate: int = 115200
-    format: Literal["csv", "binary"] = "binary"
-    reconnect_max_s: Seconds = 30.0
-
-    @model_validator(mode="after")
-    def _rate(self) -> Self:
-        if self.baudrate not in BAUD_RATES:
-            raise ValueError(f"baudrate {self.baudrate} is not one of {list(BAUD_RATES)}")
-        return self
-
-
-class MqttSource(Settings):
-    """Sensor blocks from the broker: JSON or the binary block format; ``device`` and channels
-    come with each message."""
-
-    type: Literal["mqtt"]
-    topic: TopicFilter
-    format: Literal["json", "binary"] = "json"
-    max_inflight: int = Field(default=1000, ge=1, le=1_000_000)
-
-
-class ReplaySource(_Source):
-    """A recorded CSV or NPY file, at real time, ``speed`` times faster, or as fast as it goes."""
-
-    type: Literal["replay"]
-    path: Path
-    speed: float | Literal["max"] = 1.0
-    # The time of the first sample, in seconds since the epoch; by default the file's own (its
-    # timestamp column), else when it starts.
-    start_ts: float | None = None
-    # Time the rows by the file's timestamp column, gaps and all; false spaces them evenly at
-    # sample_rate. A time that goes back: "error" refuses the file, "sort" or "drop" take it.
-    timestamps: bool = True
-    time_order: TimeOrder = "error"
-    # Rows [start, end) of the file (after time ordering), when not all of them.
-    rows: tuple[NonNegativeInt, NonNegativeInt] | None = None
-
-    @model_validator(mode="after")
-    def _speed(self) -> Self:
-        if self.speed != "max" and not 0 < float(self.speed) <= 10_000:
-            raise ValueError("speed must be above 0 and at most 10000, or 'max'")
-        if self.rows is not None and self.rows[1] <= self.rows[0]:
-            raise ValueError(f"rows {list(self.rows)}: the end must come after the start")
-        return self
-
-
-SourceConfig = SerialSource | MqttSource | ReplaySource
-Source = Annotated[SourceConfig, Field(discriminator="type")]
 
 
 class MqttSink(Settings):
@@ -329,9 +265,14 @@ class AgentConfig(Settings):
     @field_validator("sources")
     @classmethod
     def _devices(cls, sources: tuple[Source, ...]) -> tuple[Source, ...]:
-        devices = [s.device for s in sources if not isinstance(s, MqttSource)]
-        if len(set(devices)) != len(devices):
-            raise ValueError(f"each serial or replay source needs its own device, got {devices}")
+        devices = [
+            device
+            for s in sources
+            if not isinstance(s, MqttSource)
+            for device in (s.devices if isinstance(s, ModbusSource) else (s.device,))
+        ]
+        if repeated := sorted({d for d in devices if devices.count(d) > 1}):
+            raise ValueError(f"a device comes from one serial, replay or Modbus source: {repeated}")
         return sources
 
     @property

@@ -6,11 +6,12 @@ from typing import get_args
 import numpy as np
 
 from edgewatch.agent.assembly import SINKS, SOURCES, assemble
-from edgewatch.agent.config import SinkConfig, SourceConfig, validate
+from edgewatch.agent.config import SinkConfig, validate
 from edgewatch.agent.sinks.outputs import Lines, Spooled
 from edgewatch.agent.sources.mqtt import MqttReader
 from edgewatch.agent.sources.replay import ReplayReader
 from edgewatch.agent.sources.serial import SerialReader
+from edgewatch.agent.sources.settings import SourceConfig
 
 
 def types(union):  # type: ignore[no-untyped-def]

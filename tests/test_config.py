@@ -120,7 +120,7 @@ def test_defaults_fill_a_minimal_config():
                 t + "[[sources]]\ntype='replay'\ndevice='pump'\npath='x.csv'\n"
                 "channels=['a']\nsample_rate=1\n"
             ),
-            "sources: each serial or replay source needs its own device",
+            "sources: a device comes from one serial, replay or Modbus source",
         ),
         (
             lambda t: (

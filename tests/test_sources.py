@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edgewatch.agent.clock import ManualClock
-from edgewatch.agent.config import Broker, MqttSource, SerialSource
+from edgewatch.agent.config import Broker
 from edgewatch.agent.framing import encode_block, encode_frame
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.sources.mqtt import MqttReader
@@ -23,6 +23,7 @@ from edgewatch.agent.sources.replay import (
     load_recording,
 )
 from edgewatch.agent.sources.serial import SerialReader
+from edgewatch.agent.sources.settings import MqttSource, SerialSource
 from edgewatch.agent.supervisor import Supervisor
 from tests.conftest import wait_for
 

@@ -16,10 +16,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgewatch.agent.clock import Backoff
-from edgewatch.agent.config import Broker, MqttSource
+from edgewatch.agent.config import Broker
 from edgewatch.agent.framing import Counts, FrameError, decode_block, decode_json
 from edgewatch.agent.mqtt import broker_url, make_client
 from edgewatch.agent.sources import Offer
+from edgewatch.agent.sources.settings import MqttSource
 from edgewatch.agent.supervisor import Guard, unguarded
 
 log = logging.getLogger(__name__)

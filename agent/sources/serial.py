@@ -14,9 +14,9 @@ from collections.abc import Callable
 import serial
 
 from edgewatch.agent.clock import Backoff
-from edgewatch.agent.config import SerialSource
 from edgewatch.agent.framing import Block, CsvLineDecoder, FrameDecoder
 from edgewatch.agent.sources import Offer
+from edgewatch.agent.sources.settings import SerialSource
 
 log = logging.getLogger(__name__)
 RESYNC_S = 1.0

@@ -1,0 +1,178 @@
+"""The sources' settings, as ``[[sources]]`` entries of a config: a union tagged by ``type``.
+
+A Modbus source names its ``tags``: each reads one value from a slave's table and gives it to a
+channel of a device, as a process machine reads it.
+"""
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, NonNegativeInt, StringConstraints, model_validator
+
+from edgewatch.agent.decision_settings import Name, Seconds, Settings
+from edgewatch.agent.features import ChannelName
+from edgewatch.agent.table import TimeOrder
+
+BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000, 2000000)
+MODBUS_BAUD_RATES = (1200, 2400, 4800, *BAUD_RATES[:5])
+TopicFilter = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
+SerialPort = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class _Source(Settings):
+    device: Name
+    channels: tuple[ChannelName, ...] = Field(min_length=1, max_length=256)
+    sample_rate: float = Field(gt=0, le=10_000_000)
+
+
+class SerialSource(_Source):
+    """A serial port carrying CSV lines or binary frames (sync word, length, sequence, CRC-16)."""
+
+    type: Literal["serial"]
+    port: SerialPort
+    baudrate: int = 115200
+    format: Literal["csv", "binary"] = "binary"
+    reconnect_max_s: Seconds = 30.0
+
+    @model_validator(mode="after")
+    def _rate(self) -> Self:
+        if self.baudrate not in BAUD_RATES:
+            raise ValueError(f"baudrate {self.baudrate} is not one of {list(BAUD_RATES)}")
+        return self
+
+
+class MqttSource(Settings):
+    """Sensor blocks from the broker: JSON or the binary block format; ``device`` and channels
+    come with each message."""
+
+    type: Literal["mqtt"]
+    topic: TopicFilter
+    format: Literal["json", "binary"] = "json"
+    max_inflight: int = Field(default=1000, ge=1, le=1_000_000)
+
+
+class ReplaySource(_Source):
+    """A recorded CSV or NPY file, at real time, ``speed`` times faster, or as fast as it goes."""
+
+    type: Literal["replay"]
+    path: Path
+    speed: float | Literal["max"] = 1.0
+    # The time of the first sample, in seconds since the epoch; by default the file's own (its
+    # timestamp column), else when it starts.
+    start_ts: float | None = None
+    # Time the rows by the file's timestamp column, gaps and all; false spaces them evenly at
+    # sample_rate. A time that goes back: "error" refuses the file, "sort" or "drop" take it.
+    timestamps: bool = True
+    time_order: TimeOrder = "error"
+    # Rows [start, end) of the file (after time ordering), when not all of them.
+    rows: tuple[NonNegativeInt, NonNegativeInt] | None = None
+
+    @model_validator(mode="after")
+    def _speed(self) -> Self:
+        if self.speed != "max" and not 0 < float(self.speed) <= 10_000:
+            raise ValueError("speed must be above 0 and at most 10000, or 'max'")
+        if self.rows is not None and self.rows[1] <= self.rows[0]:
+            raise ValueError(f"rows {list(self.rows)}: the end must come after the start")
+        return self
+
+
+Table = Literal["holding", "input", "coil", "discrete"]
+ValueType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64", "bit"]
+Order = Literal["big", "little"]
+# Registers (16-bit words) that each type spans.
+WORDS: dict[ValueType, int] = {
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "float64": 4,
+    "bit": 1,
+}
+
+
+class Tag(Settings):
+    """One value: ``address`` in ``table`` of ``slave``, read as ``type`` (a register's ``bit``,
+    or a coil or discrete input), then ``value * scale + offset``. ``word_order`` big puts the
+    most significant register first; ``byte_order`` big, the high byte of each register."""
+
+    device: Name
+    channel: ChannelName
+    slave: int = Field(default=1, ge=0, le=255)
+    table: Table = "holding"
+    address: int = Field(ge=0, le=65535)
+    type: ValueType | None = None
+    bit: int | None = Field(default=None, ge=0, le=15)
+    word_order: Order = "big"
+    byte_order: Order = "big"
+    scale: float = 1.0
+    offset: float = 0.0
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        bits = self.table in ("coil", "discrete")
+        if bits and self.type not in (None, "bit"):
+            raise ValueError(f"a {self.table} is one bit: type {self.type!r} does not fit it")
+        if not bits and (self.type == "bit") != (self.bit is not None):
+            raise ValueError("a register's bit needs both type = 'bit' and bit = 0..15")
+        if bits and self.bit is not None:
+            raise ValueError(f"a {self.table} is one bit already: leave out bit")
+        if self.address + self.words > 65536:
+            raise ValueError(f"{self.kind} at {self.address} runs past register 65535")
+        return self
+
+    @property
+    def kind(self) -> ValueType:
+        """The type, with its default: ``bit`` for coils and discrete inputs, else ``uint16``."""
+        if self.type is not None:
+            return self.type
+        return "bit" if self.table in ("coil", "discrete") else "uint16"
+
+    @property
+    def words(self) -> int:
+        return WORDS[self.kind]
+
+
+class ModbusSource(Settings):
+    """Modbus TCP (``host``, ``port``) or RTU on a serial line (``serial``, ``baudrate``,
+    ``parity``, ``stopbits``): every ``interval_s`` each slave's tags are read, and each device
+    gets a row of its channels. A slave that does not answer within ``timeout_s`` is left out of
+    the polls for a while, doubling up to ``backoff_max_s``, while the others are polled on."""
+
+    type: Literal["modbus"]
+    transport: Literal["tcp", "rtu"]
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = None
+    port: int = Field(default=502, ge=1, le=65535)
+    serial: SerialPort | None = None
+    baudrate: int = 19200
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    interval_s: Seconds = 1.0
+    timeout_s: float = Field(default=0.5, ge=0.01, le=60)
+    backoff_max_s: Seconds = 60.0
+    tags: tuple[Tag, ...] = Field(min_length=1, max_length=4096)
+
+    @model_validator(mode="after")
+    def _link(self) -> Self:
+        if self.transport == "tcp" and (self.host is None or self.serial is not None):
+            raise ValueError("Modbus TCP needs a host (and no serial)")
+        if self.transport == "rtu":
+            if self.serial is None or self.host is not None:
+                raise ValueError("Modbus RTU needs a serial port (and no host)")
+            if self.baudrate not in MODBUS_BAUD_RATES:
+                raise ValueError(f"baudrate {self.baudrate} is not one of {MODBUS_BAUD_RATES}")
+            if wrong := sorted({t.slave for t in self.tags if not 1 <= t.slave <= 247}):
+                raise ValueError(f"RTU slaves are 1 to 247, not {wrong}")
+        names = Counter(f"{t.device}.{t.channel}" for t in self.tags)
+        if repeated := sorted(name for name, n in names.items() if n > 1):
+            raise ValueError(f"each device's channel comes from one tag: {', '.join(repeated)}")
+        return self
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t.device for t in self.tags))
+
+
+SourceConfig = SerialSource | MqttSource | ReplaySource | ModbusSource
+Source = Annotated[SourceConfig, Field(discriminator="type")]
