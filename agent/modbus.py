@@ -19,8 +19,7 @@ most 125 registers (2000 bits) per read.
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from functools import cached_property
 
 from edgewatch.agent.sources.settings import Tag
 
@@ -70,6 +69,10 @@ class Read:
     @property
     def function(self) -> int:
         return FUNCTIONS[self.table]
+
+    @cached_property
+    def layouts(self) -> "tuple[_Layout, ...]":
+        return tuple(_Layout.of(tag, self) for tag in self.tags)
 
     @property
     def data_bytes(self) -> int:
@@ -161,8 +164,15 @@ def tcp_pdu(read: Read, transaction: int, frame: bytes) -> bytes:
     return frame[MBAP.size :]
 
 
-def words(read: Read, pdu: bytes) -> np.ndarray:
-    """The registers (uint16) or bits (0 or 1) a response ``pdu`` carries for ``read``."""
+def values(read: Read, pdu: bytes) -> list[float]:
+    """The values of ``read``'s tags, scaled, out of a response ``pdu``.
+
+    >>> from edgewatch.agent.sources.settings import Tag
+    >>> tags = (Tag(device="p", channel="t", address=0, type="float32", word_order="little"),
+    ...         Tag(device="p", channel="on", address=2, type="bit", bit=1))
+    >>> values(Read(1, "holding", 0, 3, tags), bytes.fromhex("0306 0000 4148 0002"))
+    [12.5, 1.0]
+    """
     if len(pdu) >= 2 and pdu[0] == read.function | 0x80:
         name = EXCEPTIONS.get(pdu[1], "other")
         raise ModbusError(f"exception_{name}", f"slave {read.slave}: exception {pdu[1]} ({name})")
@@ -170,31 +180,50 @@ def words(read: Read, pdu: bytes) -> np.ndarray:
         raise ModbusError("bad_response", "the answer is to another function")
     if pdu[1] != read.data_bytes or len(pdu) != 2 + read.data_bytes:
         raise ModbusError("bad_response", f"{len(pdu) - 2} data bytes, not {read.data_bytes}")
-    data = np.frombuffer(pdu, np.uint8, offset=2)
     if read.table in ("coil", "discrete"):
-        return np.unpackbits(data, bitorder="little")[: read.count]
-    return data.view(">u2").astype(np.uint16)
+        bits = int.from_bytes(pdu[2:], "little")
+        return [float((bits >> (tag.address - read.address)) & 1) for tag in read.tags]
+    return [_value(layout, pdu) for layout in read.layouts]
 
 
-def value(tag: Tag, read: Read, data: np.ndarray) -> float:
-    """``tag``'s value, scaled, out of what ``read`` returned.
+@dataclass(frozen=True)
+class _Layout:
+    """Where a register tag's bytes lie in a response, and how to read them."""
 
-    >>> from edgewatch.agent.sources.settings import Tag
-    >>> tag = Tag(device="p", channel="t", address=0, type="float32", word_order="little")
-    >>> read = Read(1, "holding", 0, 2)
-    >>> value(tag, read, np.array([0x0000, 0x4148], np.uint16))
-    12.5
-    """
-    at = tag.address - read.address
-    if tag.table in ("coil", "discrete"):
-        raw = float(data[at])
-    elif tag.kind == "bit":
-        assert tag.bit is not None
-        raw = float((int(data[at]) >> tag.bit) & 1)
-    else:
-        registers = data[at : at + tag.words]
+    at: int
+    size: int
+    order: tuple[int, ...] | None
+    format: struct.Struct | None
+    bit: int
+    scale: float
+    offset: float
+
+    @classmethod
+    def of(cls, tag: Tag, read: Read) -> "_Layout":
+        at = 2 + 2 * (tag.address - read.address)
+        size = 2 * tag.words
+        words = list(range(tag.words))
         if tag.word_order == "little":
-            registers = registers[::-1]
-        packed = registers.astype(">u2" if tag.byte_order == "big" else "<u2").tobytes()
-        raw = float(struct.unpack(">" + _FORMATS[tag.kind], packed)[0])
-    return raw * tag.scale + tag.offset
+            words.reverse()
+        order = [2 * w + (b if tag.byte_order == "big" else 1 - b) for w in words for b in (0, 1)]
+        kind = tag.kind
+        return cls(
+            at,
+            size,
+            None if order == sorted(order) else tuple(order),
+            None if kind == "bit" else struct.Struct(">" + _FORMATS[kind]),
+            tag.bit or 0,
+            tag.scale,
+            tag.offset,
+        )
+
+
+def _value(layout: _Layout, pdu: bytes) -> float:
+    raw = pdu[layout.at : layout.at + layout.size]
+    if layout.order is not None:
+        raw = bytes(raw[i] for i in layout.order)
+    if layout.format is None:
+        number = float((int.from_bytes(raw, "big") >> layout.bit) & 1)
+    else:
+        number = float(layout.format.unpack(raw)[0])
+    return number * layout.scale + layout.offset

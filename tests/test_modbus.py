@@ -1,8 +1,10 @@
 """The Modbus source: its wire codec against pymodbus, its settings, and polls of a real pymodbus
 server, over TCP and RTU on a socat pair, with slaves that die, busy slaves and CRC errors."""
 
+import re
 import struct
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,15 +14,24 @@ from pymodbus.client import ModbusTcpClient
 from pymodbus.framer import FramerRTU
 
 from edgewatch.agent.assembly import assemble
+from edgewatch.agent.cli import main
 from edgewatch.agent.config import ConfigError, validate
 from edgewatch.agent.framing import Block
-from edgewatch.agent.modbus import ModbusError, Read, crc16, plan, rtu_pdu, tcp_pdu, value, words
+from edgewatch.agent.modbus import ModbusError, Read, crc16, plan, rtu_pdu, tcp_pdu, values
 from edgewatch.agent.sources.modbus import ModbusReader
 from edgewatch.agent.sources.settings import ModbusSource, Tag
 from tests.conftest import free_port, wait_for
 from tests.modbus_server import Slaves, serving
 
 TYPES = ModbusTcpClient.DATATYPE
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def answer(tag: Tag, registers: list[int], first: int = 0) -> float:
+    """``tag``'s value in a holding-register response carrying ``registers`` from ``first``."""
+    read = Read(1, "holding", first, len(registers), (tag,))
+    pdu = bytes([3, 2 * len(registers)]) + np.array(registers, ">u2").tobytes()
+    return values(read, pdu)[0]
 
 
 def tcp_source(port: int, tags: list[dict[str, object]], **fields: object) -> ModbusSource:
@@ -42,11 +53,10 @@ def test_the_crc_is_pymodbus_own(data: bytes) -> None:
 )
 def test_values_are_read_as_pymodbus_reads_them(kind: str, order: str, registers: list[int]):
     tag = Tag(device="d", channel="c", address=0, type=kind, word_order=order)  # type: ignore[arg-type]
-    data = np.array(registers[: tag.words], np.uint16)
     expected = ModbusTcpClient.convert_from_registers(
-        data.tolist(), getattr(TYPES, kind.upper()), word_order=order
+        registers[: tag.words], getattr(TYPES, kind.upper()), word_order=order
     )
-    got = value(tag, Read(1, "holding", 0, tag.words), data)
+    got = answer(tag, registers[: tag.words])
     assert got == pytest.approx(float(expected), nan_ok=True)  # type: ignore[arg-type]
 
 
@@ -70,18 +80,17 @@ def test_every_word_and_byte_order_of_a_float(words_order, bytes_order, register
         scale=2.0,
         offset=-1.0,
     )
-    assert value(tag, Read(1, "holding", 0, 2), np.array(registers, np.uint16)) == 24.0
+    assert answer(tag, registers) == 24.0
 
 
 def test_bits_of_a_register_and_of_coils() -> None:
     tag = Tag(device="d", channel="c", address=4, type="bit", bit=9)
-    read = Read(1, "holding", 3, 2)
-    assert value(tag, read, np.array([0, 1 << 9], np.uint16)) == 1.0
-    assert value(tag, read, np.array([0, 1 << 8], np.uint16)) == 0.0
-    coils = Read(1, "coil", 0, 11)
-    pdu = bytes([1, 2, 0b0000_0100, 0b0000_0100])
-    bits = words(coils, pdu)
-    assert bits.tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]
+    assert answer(tag, [0, 1 << 9], first=3) == 1.0
+    assert answer(tag, [0, 1 << 8], first=3) == 0.0
+    coils = [Tag(device="d", channel=f"c{i}", table="coil", address=i) for i in range(11)]
+    read = Read(1, "coil", 0, 11, tuple(coils))
+    bits = values(read, bytes([1, 2, 0b0000_0100, 0b0000_0100]))
+    assert bits == [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]
 
 
 def test_tags_are_planned_into_the_fewest_reads_each_table_allows() -> None:
@@ -99,10 +108,11 @@ def test_tags_are_planned_into_the_fewest_reads_each_table_allows() -> None:
 
 
 def test_responses_that_do_not_answer_are_refused_by_reason() -> None:
-    read = Read(7, "holding", 0, 2)
+    tags = (Tag(device="d", channel="a", address=0), Tag(device="d", channel="b", address=1))
+    read = Read(7, "holding", 0, 2, tags)
     good = bytes([7, 3, 4, 0, 1, 0, 2])
     framed = good + crc16(good).to_bytes(2, "little")
-    assert words(read, rtu_pdu(read, framed)).tolist() == [1, 2]
+    assert values(read, rtu_pdu(read, framed)) == [1, 2]
     cases = {
         "crc": framed[:-1] + bytes([framed[-1] ^ 1]),
         "bad_response": bytes([8, *good[1:]]) + crc16(bytes([8, *good[1:]])).to_bytes(2, "little"),
@@ -117,7 +127,7 @@ def test_responses_that_do_not_answer_are_refused_by_reason() -> None:
         "bad_response": bytes([4, 4, 0, 1, 0, 2]),
     }.items():
         with pytest.raises(ModbusError) as e:
-            words(read, pdu)
+            values(read, pdu)
         assert e.value.reason == reason
     with pytest.raises(ModbusError, match="MBAP"):
         tcp_pdu(read, 5, struct.pack(">HHHB", 6, 0, 7, 7) + good[1:])
@@ -125,15 +135,20 @@ def test_responses_that_do_not_answer_are_refused_by_reason() -> None:
 
 @settings(max_examples=500)
 @given(st.binary(max_size=270), st.sampled_from(["coil", "holding"]))
-def test_any_bytes_are_words_or_a_counted_refusal(frame: bytes, table: str) -> None:
-    read = Read(1, table, 0, 10)
+def test_any_bytes_are_values_or_a_counted_refusal(frame: bytes, table: str) -> None:
+    tags = tuple(
+        Tag(device="d", channel=f"c{i}", table=table, address=i, type=None if i % 2 else "bit",
+            bit=None if i % 2 or table == "coil" else 3)
+        for i in range(10)
+    )  # fmt: skip
+    read = Read(1, table, 0, 10, tags)
     for decode in (lambda: rtu_pdu(read, frame), lambda: tcp_pdu(read, 1, frame)):
         try:
-            data = words(read, decode())
+            numbers = values(read, decode())
         except ModbusError as e:
             assert e.reason
         else:
-            assert len(data) == 10
+            assert len(numbers) == 10
 
 
 @pytest.mark.parametrize(
@@ -300,3 +315,12 @@ def test_an_agent_with_a_modbus_source_counts_its_refusals() -> None:
     assert isinstance(reader, ModbusReader)
     reader.counts.rejected["timeout"] += 2
     assert parts.registry.value("frames_rejected_total", "0:modbus", "timeout") == 2
+
+
+def test_the_readme_modbus_example_passes_check_config(tmp_path, capsys) -> None:
+    section = README.read_text().split("#### Modbus", 1)[1]
+    text = re.search(r"```toml\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    config = tmp_path / "agent.toml"
+    config.write_text(text.replace("/var/lib/edgewatch/learned", str(tmp_path / "learned")))
+    assert main(["check-config", str(config)]) == 0, capsys.readouterr()
+    assert "ok: 1 sources" in capsys.readouterr().out

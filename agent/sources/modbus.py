@@ -22,7 +22,7 @@ import serial
 
 from edgewatch.agent.clock import Backoff
 from edgewatch.agent.framing import Block, Counts
-from edgewatch.agent.modbus import MBAP, ModbusError, Read, plan, rtu_pdu, tcp_pdu, value, words
+from edgewatch.agent.modbus import MBAP, ModbusError, Read, plan, rtu_pdu, tcp_pdu, values
 from edgewatch.agent.sources import Offer
 from edgewatch.agent.sources.settings import ModbusSource
 
@@ -176,12 +176,12 @@ class ModbusReader:
     def poll(self, link: Link) -> None:
         """One round over every slave, and a row for each device whose tags were all read."""
         ts, now = self.clock(), time.monotonic()
-        values: dict[tuple[str, str], float] = {}
+        row: dict[tuple[str, str], float] = {}
         for read in self.reads:
             if self._down_until.get(read.slave, 0.0) > now:
                 continue
             try:
-                data = words(read, link.exchange(read))
+                numbers = values(read, link.exchange(read))
             except ModbusError as e:
                 self.counts.rejected[e.reason] += 1
                 if e.reason in UNREACHABLE:
@@ -193,13 +193,12 @@ class ModbusReader:
                 continue
             self.counts.accepted += 1
             self._up(read.slave)
-            for tag in read.tags:
-                number = value(tag, read, data)
+            for tag, number in zip(read.tags, numbers, strict=True):
                 if math.isfinite(number):
-                    values[tag.device, tag.channel] = number
+                    row[tag.device, tag.channel] = number
                 else:
                     self.counts.rejected["not_finite"] += 1
-        self._offer(ts, values)
+        self._offer(ts, row)
 
     def _down(self, slave: int, now: float) -> None:
         if slave not in self._down_until:
@@ -211,10 +210,10 @@ class ModbusReader:
             log.info("modbus %s: slave %d answers again", self._where, slave)
             self._slaves[slave].reset()
 
-    def _offer(self, ts: float, values: dict[tuple[str, str], float]) -> None:
+    def _offer(self, ts: float, read: dict[tuple[str, str], float]) -> None:
         rate = 1.0 / self.config.interval_s
         for device, channels in self._rows:
-            row = [values.get((device, channel)) for channel in channels]
+            row = [read.get((device, channel)) for channel in channels]
             if any(v is None for v in row):
                 self.counts.rejected["row_incomplete"] += 1
                 continue

@@ -1,6 +1,6 @@
 """``edgewatch bench``: with no target, everything; or one of ``kernels``, ``fuzz``,
-``scoring``, ``pipeline``, ``learning``, ``gateway`` and ``drift``. Each loads what it measures
-only when it runs."""
+``scoring``, ``pipeline``, ``learning``, ``gateway``, ``drift`` and ``protocols``. Each loads
+what it measures only when it runs."""
 
 import argparse
 import json
@@ -74,6 +74,12 @@ def add(
     drift.add_argument("--days", type=float, default=30.0, help="simulated days (default 30)")
     drift.add_argument("--seed", type=int, default=0, help="of the simulation (default 0)")
     drift.set_defaults(handler=guarded("bench drift", _drift))
+    protocols = targets.add_parser(
+        "protocols", help="the plant protocols' ingest cost: Modbus reads per CPU second"
+    )
+    protocols.add_argument("--json", action="store_true", help="print one JSON object")
+    protocols.add_argument("--rounds", type=int, default=5, help="timed rounds (median)")
+    protocols.set_defaults(handler=guarded("bench protocols", _protocols))
 
 
 def _kernels(args: argparse.Namespace) -> int:
@@ -147,6 +153,14 @@ def _drift(args: argparse.Namespace) -> int:
     from edgewatch.export.bench import drift
 
     return _show(args, drift, drift.run(args.days, args.seed))
+
+
+def _protocols(args: argparse.Namespace) -> int:
+    if args.rounds < 1:
+        raise ValueError("--rounds must be at least 1")
+    from edgewatch.export.bench import protocols
+
+    return _show(args, protocols, protocols.run(args.rounds))
 
 
 def _show(args: argparse.Namespace, bench: Any, result: dict[str, Any]) -> int:

@@ -37,11 +37,13 @@ from edgewatch.agent.framing import (
     encode_block,
     encode_frame,
 )
+from edgewatch.agent.modbus import ModbusError, Read, crc16, plan, rtu_pdu, tcp_pdu, values
 from edgewatch.agent.offline import parse_replay_settings
 from edgewatch.agent.onsite.baseline import restore
 from edgewatch.agent.onsite.labelled import rows_of
 from edgewatch.agent.reload import parse_notice
 from edgewatch.agent.requests import subject
+from edgewatch.agent.sources.settings import Tag
 
 KEPT_ESCAPES = 5
 
@@ -152,6 +154,24 @@ device = "press"
 channels = ["x", "y"]
 sample_rate = 25600
 speed = "max"
+[[sources]]
+type = "modbus"
+transport = "rtu"
+serial = "/dev/ttyUSB1"
+interval_s = 0.5
+[[sources.tags]]
+device = "boiler"
+channel = "t"
+slave = 3
+address = 100
+type = "float32"
+word_order = "little"
+scale = 0.1
+[[sources.tags]]
+device = "boiler"
+channel = "on"
+table = "coil"
+address = 7
 [[sinks]]
 type = "mqtt"
 telemetry = true
@@ -216,6 +236,26 @@ def _baseline_rows(data: bytes) -> None:
     restore(_STATE, data, _SPEC_SHA, 3, 100)
 
 
+# A read of four holding registers (a float32, an int16, a register's bit) and of ten coils.
+_REGISTERS = plan(
+    [
+        Tag(device="d", channel="f", address=0, type="float32", word_order="little"),
+        Tag(device="d", channel="i", address=2, type="int16", scale=0.1),
+        Tag(device="d", channel="b", address=3, type="bit", bit=5),
+    ]
+)[0]
+_COILS = Read(1, "coil", 0, 10, (Tag(device="d", channel="c", table="coil", address=9),))
+_RTU_ANSWER = bytes([1, 3, 8, 0, 0, 0x41, 0x48, 0xFF, 0x85, 0, 32])
+
+
+def _rtu(data: bytes) -> None:
+    values(_REGISTERS, rtu_pdu(_REGISTERS, data))
+
+
+def _tcp(data: bytes) -> None:
+    values(_COILS, tcp_pdu(_COILS, 1, data))
+
+
 PARSERS = {
     "json": Parser(decode_json, (FrameError,), (_JSON,)),
     "block": Parser(decode_block, (FrameError,), (_BLOCK,)),
@@ -239,6 +279,19 @@ PARSERS = {
     "replay_settings": Parser(parse_replay_settings, (ConfigError,), (_REPLAY,)),
     "baseline_state": Parser(_baseline_state, (ValueError,), (_STATE,)),
     "baseline_rows": Parser(_baseline_rows, (ValueError,), (_ROWS,)),
+    "modbus_rtu": Parser(
+        _rtu,
+        (ModbusError,),
+        (
+            _RTU_ANSWER + crc16(_RTU_ANSWER).to_bytes(2, "little"),
+            bytes([1, 0x83, 2, 0xC0, 0xF1]),
+        ),
+    ),
+    "modbus_tcp": Parser(
+        _tcp,
+        (ModbusError,),
+        (bytes.fromhex("0001 0000 0005 01 01 02 0102"), bytes.fromhex("0001 0000 0003 01 81 0b")),
+    ),
 }
 
 _HOSTILE = (
