@@ -18,7 +18,15 @@ from typing import Any
 
 from edgewatch.agent.alert_windows import Keeper
 from edgewatch.agent.alerts import AlertMaker
-from edgewatch.agent.config import AgentConfig, JsonlSink, MqttSink, StdoutSink, validate
+from edgewatch.agent.config import (
+    AgentConfig,
+    JsonlSink,
+    MqttSink,
+    SparkplugSink,
+    StdoutSink,
+    Upstream,
+    validate,
+)
 from edgewatch.agent.decision_settings import Decision
 from edgewatch.agent.drift import DriftWatch
 from edgewatch.agent.machines import Router
@@ -29,6 +37,7 @@ from edgewatch.agent.onsite.tuner import Tuner
 from edgewatch.agent.pipeline import Pipeline
 from edgewatch.agent.sinks.mqtt import Forwarder
 from edgewatch.agent.sinks.outputs import Lines, Sink, Spooled
+from edgewatch.agent.sinks.sparkplug import SparkplugForwarder
 from edgewatch.agent.sinks.spool import Spool
 from edgewatch.agent.sources import DecoderMetrics
 from edgewatch.agent.sources.modbus import ModbusReader
@@ -119,19 +128,51 @@ def replaying(
 def _mqtt_sink(config: MqttSink, parts: Wiring) -> Sink:
     agent = parts.config
     assert agent.mqtt is not None
-    topics = agent.topics
-    parts.spool = Spool(agent.spool.path, agent.spool.max_rows, agent.spool.max_bytes)
-    parts.spool.export_metrics(parts.registry)
+    spool = _spool(parts)
     parts.forwarder = Forwarder(
         agent.mqtt,
         agent.client_id,
-        topics + "status",
-        parts.spool,
-        {topics + name: handler for name, handler in parts.subscriptions.items()},
+        agent.topics + "status",
+        spool,
+        _subscriptions(parts),
         spawn=parts.supervisor.start,
     )
+    return _upstream(config, parts)
+
+
+def _sparkplug_sink(config: SparkplugSink, parts: Wiring) -> Sink:
+    agent = parts.config
+    assert agent.mqtt is not None
+    spool = _spool(parts)
+    parts.forwarder = SparkplugForwarder(
+        agent.mqtt,
+        agent.client_id,
+        agent.topics + "status",
+        spool,
+        (config.group, config.node or agent.device),
+        config.primary_host,
+        _subscriptions(parts),
+        spawn=parts.supervisor.start,
+    )
+    return _upstream(config, parts)
+
+
+def _spool(parts: Wiring) -> Spool:
+    settings = parts.config.spool
+    parts.spool = Spool(settings.path, settings.max_rows, settings.max_bytes)
+    parts.spool.export_metrics(parts.registry)
+    return parts.spool
+
+
+def _subscriptions(parts: Wiring) -> dict[str, Callable[[bytes], None]]:
+    return {parts.config.topics + name: handler for name, handler in parts.subscriptions.items()}
+
+
+def _upstream(config: Upstream, parts: Wiring) -> Sink:
+    """The sink into the spool of the forwarder just built."""
+    assert parts.spool is not None and parts.forwarder is not None
     parts.forwarder.export_metrics(parts.registry)
-    return Spooled(parts.spool, topics, parts.forwarder.notify, config.telemetry)
+    return Spooled(parts.spool, parts.config.topics, parts.forwarder.notify, config.telemetry)
 
 
 def _stdout_sink(config: StdoutSink, parts: Wiring) -> Sink:
@@ -174,6 +215,7 @@ def _replay_source(config: ReplaySource, index: int, parts: Wiring, to: Pipeline
 
 SINKS: dict[str, Callable[[Any, Wiring], Sink]] = {
     "mqtt": _mqtt_sink,
+    "sparkplug": _sparkplug_sink,
     "stdout": _stdout_sink,
     "jsonl": _jsonl_sink,
 }
@@ -203,7 +245,7 @@ def assemble(
     registry = registry or Registry()
     wiring = Wiring(config, registry, supervisor or Supervisor(registry), subscriptions or {})
     outputs = [SINKS[sink.type](sink, wiring) for sink in config.sinks] + list(sinks)
-    telemetry = next((s for s in config.sinks if isinstance(s, MqttSink)), None)
+    telemetry = next((s for s in config.sinks if isinstance(s, Upstream)), None)
     pipeline = Pipeline(
         model,
         AlertMaker(config.site, wiring.spool.sequences() if wiring.spool else None),

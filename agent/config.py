@@ -112,12 +112,31 @@ class Broker(Settings):
         return credential(self.password_file).read_text().strip()
 
 
-class MqttSink(Settings):
+class Upstream(Settings):
+    """A sink to the broker, through the spool; score telemetry too when asked."""
+
+    telemetry: bool = False
+    telemetry_interval_s: Seconds = 10.0
+
+
+class MqttSink(Upstream):
     """Alerts at QoS 1 under ``<topic_root>alerts``; score telemetry at QoS 0 when asked."""
 
     type: Literal["mqtt"]
-    telemetry: bool = False
-    telemetry_interval_s: Seconds = 10.0
+
+
+SparkplugId = Annotated[str, StringConstraints(pattern=r"^[^+#/\x00]{1,64}$")]
+
+
+class SparkplugSink(Upstream):
+    """Alerts and telemetry as a Sparkplug B edge node ``node`` (the agent's device by default)
+    of ``group``, through the spool like the mqtt sink, instead of it. With ``primary_host``
+    the node delivers only while that host application's STATE says it is online."""
+
+    type: Literal["sparkplug"]
+    group: SparkplugId
+    node: SparkplugId | None = None
+    primary_host: SparkplugId | None = None
 
 
 class StdoutSink(Settings):
@@ -129,7 +148,7 @@ class JsonlSink(Settings):
     path: Path
 
 
-SinkConfig = MqttSink | StdoutSink | JsonlSink
+SinkConfig = MqttSink | SparkplugSink | StdoutSink | JsonlSink
 Sink = Annotated[SinkConfig, Field(discriminator="type")]
 
 
@@ -250,10 +269,12 @@ class AgentConfig(Settings):
             f"{kind}[{i}]"
             for kind, items in (("sources", self.sources), ("sinks", self.sinks))
             for i, item in enumerate(items)
-            if item.type == "mqtt"
+            if item.type in ("mqtt", "sparkplug")
         ]
         if uses_mqtt and self.mqtt is None:
             raise ValueError(f"{', '.join(uses_mqtt)} need an [mqtt] broker section")
+        if len([s for s in self.sinks if isinstance(s, Upstream)]) > 1:
+            raise ValueError("one upstream: give one sink of type mqtt or sparkplug, not more")
         try:
             self.topic_root.format(site=self.site, device=self.device)
         except (KeyError, IndexError, ValueError):

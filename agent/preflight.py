@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 from edgewatch.agent.bundle import BundleError, load_public_key, verify_bundle
-from edgewatch.agent.config import AgentConfig, JsonlSink, MqttSink
+from edgewatch.agent.config import AgentConfig, JsonlSink, Upstream
 from edgewatch.agent.machines import bundled
 from edgewatch.agent.model import Model
 
@@ -22,7 +22,7 @@ def problems(config: AgentConfig) -> list[str]:
         except BundleError as e:
             found.append(f"model.public_key: {e}")
     files: list[tuple[str, Path]] = [("feedback_db", config.feedback_db)]
-    if any(isinstance(sink, MqttSink) for sink in config.sinks):
+    if any(isinstance(sink, Upstream) for sink in config.sinks):
         files.append(("spool.path", config.spool.path))
     files += [
         (f"sinks[{i}].path", sink.path)

@@ -129,9 +129,7 @@ class Forwarder:
             finally:
                 graceful = self._stopping.is_set() and self.connected
                 if graceful:
-                    client.publish(
-                        self.status_topic, "offline", qos=1, retain=True
-                    ).wait_for_publish(2)
+                    self._goodbye(client)
                     client.disconnect()
                 self.connected = False
                 self._client = None
@@ -139,7 +137,7 @@ class Forwarder:
 
     def _connect(self) -> mqtt.Client | None:
         client = make_client(self.broker, self.client_id)
-        client.will_set(self.status_topic, "offline", qos=1, retain=True)
+        self._will(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -171,9 +169,33 @@ class Forwarder:
             log.warning("mqtt: %s", reason)
         self.last_error = reason
 
+    def _will(self, client: mqtt.Client) -> None:
+        """What the broker publishes if the connection dies: ``offline`` on the status topic."""
+        client.will_set(self.status_topic, "offline", qos=1, retain=True)
+
+    def _announce(self, client: mqtt.Client) -> None:
+        """What a new session says first: ``online``."""
+        client.publish(self.status_topic, "online", qos=1, retain=True)
+
+    def _goodbye(self, client: mqtt.Client) -> None:
+        """What a session says when the agent stops."""
+        client.publish(self.status_topic, "offline", qos=1, retain=True).wait_for_publish(2)
+
+    def _send(self, client: mqtt.Client, message: Message, late: bool) -> mqtt.MQTTMessageInfo:
+        """Publish a message of the spool, marked ``historical`` if it is an alert of the
+        backlog."""
+        payload = message.payload
+        if late and message.kind == "alert":
+            payload = historical(payload)
+        return client.publish(message.topic, payload, qos=message.qos)
+
+    def _tend(self, client: mqtt.Client) -> bool:
+        """Each turn of a session, before the spool's next batch: whether to deliver it."""
+        return True
+
     def _ready(self, client: mqtt.Client) -> None:
         self._backlog = self.spool.last_id()
-        client.publish(self.status_topic, "online", qos=1, retain=True)
+        self._announce(client)
         for topic in self.subscriptions:
             client.subscribe(topic, qos=1)
         self._client, self.connected, self.last_error = client, True, ""
@@ -208,14 +230,11 @@ class Forwarder:
                         self._acked(sent, at)
             if self._stopping.is_set():
                 return
-            room = self.max_inflight - len(inflight)
+            room = self.max_inflight - len(inflight) if self._tend(client) else 0
             batch = self.spool.begin(room) if room > 0 else []
             for n, message in enumerate(batch):
-                payload = message.payload
-                if message.id <= self._backlog and message.kind == "alert":
-                    payload = historical(payload)
                 sent_at = time.perf_counter()
-                info = client.publish(message.topic, payload, qos=message.qos)
+                info = self._send(client, message, message.id <= self._backlog)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     self.spool.reject(batch[n:])
                     break
