@@ -44,7 +44,13 @@ from edgewatch.agent.sources.modbus import ModbusReader
 from edgewatch.agent.sources.mqtt import MqttReader
 from edgewatch.agent.sources.replay import ReplayReader, load_recording
 from edgewatch.agent.sources.serial import SerialReader
-from edgewatch.agent.sources.settings import ModbusSource, MqttSource, ReplaySource, SerialSource
+from edgewatch.agent.sources.settings import (
+    ModbusSource,
+    MqttSource,
+    ReplaySource,
+    SerialSource,
+    SparkplugSource,
+)
 from edgewatch.agent.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -187,7 +193,9 @@ def _serial_source(config: SerialSource, index: int, parts: Wiring, to: Pipeline
     return SerialReader(config, to.offer)
 
 
-def _mqtt_source(config: MqttSource, index: int, parts: Wiring, to: Pipeline) -> Source:
+def _mqtt_source(
+    config: MqttSource | SparkplugSource, index: int, parts: Wiring, to: Pipeline
+) -> Source:
     assert parts.config.mqtt is not None
     client_id = f"{parts.config.client_id}-in{index}"
     guard = partial(parts.supervisor.guard, f"source{index}")
@@ -224,6 +232,7 @@ SOURCES: dict[str, Callable[[Any, int, Wiring, Pipeline], Source]] = {
     "mqtt": _mqtt_source,
     "replay": _replay_source,
     "modbus": _modbus_source,
+    "sparkplug": _mqtt_source,
 }
 
 

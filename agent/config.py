@@ -39,7 +39,14 @@ from edgewatch.agent.features import FeatureSpec
 from edgewatch.agent.onsite.settings import Adapting, Learning
 from edgewatch.agent.regimes import keys
 from edgewatch.agent.schema import problems
-from edgewatch.agent.sources.settings import ModbusSource, MqttSource, Source, SourceConfig
+from edgewatch.agent.sources.settings import (
+    ModbusSource,
+    MqttSource,
+    Source,
+    SourceConfig,
+    SparkplugId,
+    SparkplugSource,
+)
 
 ENV_PREFIX = "EDGEWATCH_"
 CREDENTIALS = "CREDENTIALS_DIRECTORY"
@@ -123,9 +130,6 @@ class MqttSink(Upstream):
     """Alerts at QoS 1 under ``<topic_root>alerts``; score telemetry at QoS 0 when asked."""
 
     type: Literal["mqtt"]
-
-
-SparkplugId = Annotated[str, StringConstraints(pattern=r"^[^+#/\x00]{1,64}$")]
 
 
 class SparkplugSink(Upstream):
@@ -290,10 +294,12 @@ class AgentConfig(Settings):
             device
             for s in sources
             if not isinstance(s, MqttSource)
-            for device in (s.devices if isinstance(s, ModbusSource) else (s.device,))
+            for device in (
+                s.devices if isinstance(s, ModbusSource | SparkplugSource) else (s.device,)
+            )
         ]
         if repeated := sorted({d for d in devices if devices.count(d) > 1}):
-            raise ValueError(f"a device comes from one serial, replay or Modbus source: {repeated}")
+            raise ValueError(f"a device comes from one source, not several: {repeated}")
         return sources
 
     @property

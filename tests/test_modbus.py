@@ -185,7 +185,7 @@ def test_a_device_comes_from_one_source_only() -> None:
               "tags": [{"device": "pump", "channel": "c", "address": 0}]}  # fmt: skip
     serial = {"type": "serial", "port": "/dev/ttyS0", "device": "pump", "channels": ["x"],
               "sample_rate": 10}  # fmt: skip
-    with pytest.raises(ConfigError, match="one serial, replay or Modbus source"):
+    with pytest.raises(ConfigError, match="comes from one source, not several"):
         validate({"site": "s", "device": "g", "model": {"bundle": "b"},
                   "sources": [modbus, serial], "sinks": [{"type": "stdout"}]})  # fmt: skip
 

@@ -5,7 +5,9 @@ rebirth, the primary host's STATE, and the alerts across a broker outage."""
 
 import importlib
 import json
+import re
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,10 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgewatch.agent.alerts import Alert
-from edgewatch.agent.config import Broker, ConfigError, validate
+from edgewatch.agent.cli import main
+from edgewatch.agent.config import Broker, ConfigError, parse_config, validate
+from edgewatch.agent.framing import Block
 from edgewatch.agent.sinks.outputs import Spooled, Telemetry
 from edgewatch.agent.sinks.sparkplug import SparkplugForwarder
 from edgewatch.agent.sinks.spool import Spool
+from edgewatch.agent.sources.mqtt import MqttReader
+from edgewatch.agent.sources.settings import SparkplugSource
+from edgewatch.agent.sources.sparkplug import SparkplugRows
 from edgewatch.agent.sparkplug import (
     BOOLEAN,
     DOUBLE,
@@ -39,6 +46,7 @@ from edgewatch.agent.sparkplug import (
 from tests.conftest import Subscriber, _broker, wait_for
 
 SCHEMA = Path(__file__).with_name("sparkplug_b.proto")
+REPO = Path(__file__).resolve().parents[1]
 ROOT = "edgewatch/site/gw/"
 
 
@@ -332,3 +340,118 @@ def test_the_node_waits_for_its_primary_host(broker, tmp_path, pb):
     assert spool.rows == 1
     link.stop()
     host.subscriber.close()
+
+
+def node_payload(pb, seq, metrics, timestamp=None):  # type: ignore[no-untyped-def]
+    """A payload as a third-party edge node writes it, with the official schema: ``metrics``
+    are (name, alias, value) with a double value, a bool, a string or None."""
+    payload = pb.Payload()
+    payload.seq = seq
+    if timestamp is not None:
+        payload.timestamp = timestamp
+    for name, alias, value in metrics:
+        metric = payload.metrics.add()
+        if name is not None:
+            metric.name = name
+        if alias is not None:
+            metric.alias = alias
+        if value is None:
+            metric.datatype, metric.is_null = DOUBLE, True
+        elif isinstance(value, bool):
+            metric.datatype, metric.boolean_value = BOOLEAN, value
+        elif isinstance(value, str):
+            metric.datatype, metric.string_value = STRING, value
+        else:
+            metric.datatype, metric.double_value = DOUBLE, value
+    return payload.SerializeToString()
+
+
+SOURCE = {
+    "type": "sparkplug",
+    "group": "plant",
+    "metrics": [
+        {"device": "boiler", "channel": "t", "node": "plc1", "sparkplug_device": "b1",
+         "metric": "Inputs/Temperature"},
+        {"device": "boiler", "channel": "on", "node": "plc1", "sparkplug_device": "b1",
+         "metric": "Inputs/Burner"},
+        {"device": "line", "channel": "speed", "node": "plc1", "metric": "Line/Speed"},
+    ],
+}  # fmt: skip
+
+
+def test_metrics_become_rows_through_the_aliases_of_the_births(pb) -> None:
+    rows = SparkplugRows(SparkplugSource.model_validate(SOURCE), clock=lambda: 1_800_000_000.0)
+    t = "spBv1.0/plant/{}/plc1"
+    births = [
+        (t.format("NBIRTH"), node_payload(pb, 0, [("Line/Speed", 1, 2.5), ("other", 2, 1.0)])),
+        (t.format("DBIRTH") + "/b1", node_payload(pb, 1, [("Inputs/Temperature", 10, None),
+                                                         ("Inputs/Burner", 11, False)])),
+    ]  # fmt: skip
+    out = [rows(topic, payload) for topic, payload in births]
+    assert [b.channels for b in out[0]] == [("speed",)] and out[1] == []  # t is null yet
+    ddata = node_payload(pb, 2, [(None, 10, 81.5), (None, 11, True)], timestamp=1_800_000_123_456)
+    (block,) = rows(t.format("DDATA") + "/b1", ddata)
+    assert (block.device, block.channels, block.ts) == ("boiler", ("t", "on"), 1_800_000_123.456)
+    assert block.samples[:, 0].tolist() == [81.5, 1.0]
+    assert rows(t.format("DDATA") + "/b1", node_payload(pb, 3, [(None, 99, 1.0)])) == []
+    assert rows(t.format("DDATA") + "/b1", node_payload(pb, 9, [(None, 10, "hot")])) == []
+    assert rows.counts.gaps == 1
+    assert rows(t.format("DDEATH") + "/b1", node_payload(pb, 10, [])) == []
+    assert rows(t.format("DDATA") + "/b1", node_payload(pb, 11, [(None, 10, 80.0)])) == []
+    assert rows(t.format("NDATA"), node_payload(pb, 12, [(None, 1, 3.0)]))[0].ts == 1_800_000_000
+    assert rows(t.format("NDATA"), node_payload(pb, 13, [(None, 1, 3.0)], 10**17)) == []
+    assert rows("spBv1.0/plant/NDATA/plc9", node_payload(pb, 0, [])) == []
+    assert rows(t.format("NDATA"), b"\xff") == []
+    assert dict(rows.counts.rejected) == {
+        "unknown_alias": 1,
+        "not_numeric": 1,
+        "before_birth": 1,
+        "bad_time": 1,
+        "bad_topic": 1,
+        "truncated": 1,
+    }
+
+
+@pytest.mark.integration
+def test_an_agent_reads_a_third_party_node(broker, pb) -> None:
+    config = SparkplugSource.model_validate(SOURCE)
+    blocks: list[Block] = []
+    reader = MqttReader(config, Broker(host="127.0.0.1", port=broker.port), "in", blocks.append)
+    stop = threading.Event()
+    threading.Thread(target=reader.run, args=(stop,), daemon=True).start()
+    wait_for(reader.connected.is_set, what="the source's subscription")
+    host = Host(broker.port, pb)
+    host.publish("spBv1.0/plant/NBIRTH/plc1", node_payload(pb, 0, [("Line/Speed", 1, 2.5)]))
+    for seq in range(1, 21):
+        host.publish("spBv1.0/plant/NDATA/plc1", node_payload(pb, seq, [(None, 1, float(seq))]))
+    wait_for(lambda: len(blocks) == 21, what="a row per message")
+    assert [b.samples[0, 0] for b in blocks] == [2.5, *range(1, 21)]
+    assert reader.counts.accepted == 21 and reader.counts.gaps == 0
+    stop.set()
+    host.subscriber.close()
+
+
+def test_the_readme_sparkplug_example_passes_check_config(tmp_path, capsys) -> None:
+    section = (REPO / "README.md").read_text().split("#### Sparkplug B", 1)[1]
+    text = re.search(r"```toml\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    config = tmp_path / "agent.toml"
+    config.write_text(text)
+    assert main(["check-config", str(config)]) == 0, capsys.readouterr()
+    assert "ok: 1 sources, 1 sinks" in capsys.readouterr().out
+
+
+def test_the_example_configs_sparkplug_sink_takes_the_mqtt_sinks_place(tmp_path) -> None:
+    text = (REPO / "deploy" / "agent.example.toml").read_text()
+    commented = re.search(r'# \[\[sinks\]\]\n# type = "sparkplug"\n(?:#.*\n)*', text)
+    mqtt = re.search(r'\[\[sinks\]\]\ntype = "mqtt"\n(?:.+\n)*', text)
+    assert commented is not None and mqtt is not None
+    sparkplug = "".join(
+        line[2:] + "\n" for line in commented.group(0).splitlines() if not line.startswith("# #")
+    )
+    key = tmp_path / "bundle.pub"
+    key.write_bytes(b"k" * 32)
+    config = parse_config(
+        text.replace(mqtt.group(0), sparkplug), env={"EDGEWATCH_MODEL__PUBLIC_KEY": str(key)}
+    )
+    sink = next(s for s in config.sinks if s.type == "sparkplug")
+    assert (sink.group, sink.node, sink.primary_host) == ("plant-a", "gateway-7", "scada")

@@ -1,4 +1,6 @@
-"""Sensor blocks from the broker, JSON or binary, with a bound on messages in flight.
+"""Sensor data from the broker, with a bound on messages in flight: blocks, JSON or binary
+(``type = "mqtt"``), or Sparkplug B metrics made rows (``type = "sparkplug"``,
+``sources.sparkplug``).
 
 The source speaks MQTT 5 and announces ``max_inflight`` as its receive maximum, so the broker
 never has more unacknowledged messages out to it than that. A message is acknowledged once it
@@ -17,19 +19,37 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edgewatch.agent.clock import Backoff
 from edgewatch.agent.config import Broker
-from edgewatch.agent.framing import Counts, FrameError, decode_block, decode_json
+from edgewatch.agent.framing import Block, Counts, FrameError, decode_block, decode_json
 from edgewatch.agent.mqtt import broker_url, make_client
 from edgewatch.agent.sources import Offer
-from edgewatch.agent.sources.settings import MqttSource
+from edgewatch.agent.sources.settings import MqttSource, SparkplugSource
+from edgewatch.agent.sources.sparkplug import SparkplugRows
 from edgewatch.agent.supervisor import Guard, unguarded
 
 log = logging.getLogger(__name__)
 
 
+class BlockMessages:
+    """A message that is one block, JSON or binary; a refused one is counted by reason."""
+
+    def __init__(self, format: str) -> None:
+        self.decode = decode_json if format == "json" else decode_block
+        self.counts = Counts()
+
+    def __call__(self, topic: str, payload: bytes) -> list[Block]:
+        try:
+            block = self.decode(payload)
+        except FrameError as e:
+            self.counts.rejected[e.reason] += 1
+            return []
+        self.counts.accepted += 1
+        return [block]
+
+
 class MqttReader:
     def __init__(
         self,
-        config: MqttSource,
+        config: MqttSource | SparkplugSource,
         broker: Broker,
         client_id: str,
         offer: Offer,
@@ -38,8 +58,12 @@ class MqttReader:
         """``guard`` wraps the callbacks that paho runs on its network thread."""
         self.config, self.broker, self.client_id, self.offer = config, broker, client_id, offer
         self.guard = guard
-        self.decode = decode_json if config.format == "json" else decode_block
-        self.counts = Counts()
+        self.decode = (
+            SparkplugRows(config)
+            if isinstance(config, SparkplugSource)
+            else BlockMessages(config.format)
+        )
+        self.counts = self.decode.counts
         self.connected = threading.Event()
         self._lost = threading.Event()
 
@@ -79,7 +103,7 @@ class MqttReader:
         if code.is_failure:
             log.warning("mqtt source: %s refused: %s", broker_url(self.broker), code)
             return
-        client.subscribe(self.config.topic, qos=1)
+        client.subscribe([(topic, 1) for topic in self.config.topics])
         self.connected.set()
 
     def _on_disconnect(
@@ -89,10 +113,5 @@ class MqttReader:
         self._lost.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        try:
-            block = self.decode(bytes(message.payload))
-        except FrameError as e:
-            self.counts.rejected[e.reason] += 1
-            return
-        self.counts.accepted += 1
-        self.offer(block)
+        for block in self.decode(message.topic, bytes(message.payload)):
+            self.offer(block)

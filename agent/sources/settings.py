@@ -51,6 +51,52 @@ class MqttSource(Settings):
     format: Literal["json", "binary"] = "json"
     max_inflight: int = Field(default=1000, ge=1, le=1_000_000)
 
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (self.topic,)
+
+
+SparkplugId = Annotated[str, StringConstraints(pattern=r"^[^+#/\x00]{1,64}$")]
+
+
+class SparkplugMetric(Settings):
+    """A metric of an edge node (``sparkplug_device`` left out) or of one of its devices, as a
+    channel of an edgewatch device."""
+
+    device: Name
+    channel: ChannelName
+    node: SparkplugId
+    sparkplug_device: SparkplugId | None = None
+    metric: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class SparkplugSource(Settings):
+    """Process channels from Sparkplug B edge nodes of ``group``: their metrics (by name, or by
+    the alias their BIRTH gave it), as ``metrics`` maps them; a device gets a row when one of
+    its metrics changes and all of them are known."""
+
+    type: Literal["sparkplug"]
+    group: SparkplugId
+    metrics: tuple[SparkplugMetric, ...] = Field(min_length=1, max_length=4096)
+    max_inflight: int = Field(default=1000, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        names = Counter(f"{m.device}.{m.channel}" for m in self.metrics)
+        if repeated := sorted(name for name, n in names.items() if n > 1):
+            raise ValueError(f"each device's channel comes from one metric: {', '.join(repeated)}")
+        return self
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """A filter per edge node: its NBIRTH, NDATA, NDEATH and its devices' messages."""
+        nodes = dict.fromkeys(m.node for m in self.metrics)
+        return tuple(f"spBv1.0/{self.group}/+/{node}/#" for node in nodes)
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m.device for m in self.metrics))
+
 
 class ReplaySource(_Source):
     """A recorded CSV or NPY file, at real time, ``speed`` times faster, or as fast as it goes."""
@@ -174,5 +220,5 @@ class ModbusSource(Settings):
         return tuple(dict.fromkeys(t.device for t in self.tags))
 
 
-SourceConfig = SerialSource | MqttSource | ReplaySource | ModbusSource
+SourceConfig = SerialSource | MqttSource | ReplaySource | ModbusSource | SparkplugSource
 Source = Annotated[SourceConfig, Field(discriminator="type")]

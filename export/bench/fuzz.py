@@ -43,7 +43,19 @@ from edgewatch.agent.onsite.baseline import restore
 from edgewatch.agent.onsite.labelled import rows_of
 from edgewatch.agent.reload import parse_notice
 from edgewatch.agent.requests import subject
-from edgewatch.agent.sources.settings import Tag
+from edgewatch.agent.sources.settings import SparkplugSource, Tag
+from edgewatch.agent.sources.sparkplug import SparkplugRows
+from edgewatch.agent.sparkplug import (
+    BOOLEAN,
+    DOUBLE,
+    INT32,
+    STRING,
+    Metric,
+    Payload,
+    SparkplugError,
+    decode,
+    encode,
+)
 
 KEPT_ESCAPES = 5
 
@@ -256,6 +268,36 @@ def _tcp(data: bytes) -> None:
     values(_COILS, tcp_pdu(_COILS, 1, data))
 
 
+_SPARKPLUG = encode(
+    Payload(
+        1_800_000_000_000,
+        (
+            Metric("Inputs/Temperature", 10, 1_800_000_000_500, DOUBLE, 81.5),
+            Metric(None, 11, None, BOOLEAN, True, historical=True),
+            Metric("Line/Speed", None, None, INT32, -7),
+            Metric("Label", 12, None, STRING, "ok"),
+        ),
+        3,
+    )
+)
+_SPARKPLUG_SOURCE = SparkplugSource.model_validate(
+    {
+        "type": "sparkplug",
+        "group": "g",
+        "metrics": [
+            {"device": "b", "channel": c, "node": "n", "sparkplug_device": "d", "metric": m}
+            for c, m in (("t", "Inputs/Temperature"), ("s", "Line/Speed"))
+        ],
+    }
+)
+
+
+def _sparkplug_rows(data: bytes) -> None:
+    rows = SparkplugRows(_SPARKPLUG_SOURCE)
+    rows("spBv1.0/g/DBIRTH/n/d", _SPARKPLUG)
+    rows("spBv1.0/g/DDATA/n/d", data)
+
+
 PARSERS = {
     "json": Parser(decode_json, (FrameError,), (_JSON,)),
     "block": Parser(decode_block, (FrameError,), (_BLOCK,)),
@@ -287,6 +329,8 @@ PARSERS = {
             bytes([1, 0x83, 2, 0xC0, 0xF1]),
         ),
     ),
+    "sparkplug": Parser(decode, (SparkplugError,), (_SPARKPLUG,)),
+    "sparkplug_rows": Parser(_sparkplug_rows, (), (_SPARKPLUG,)),
     "modbus_tcp": Parser(
         _tcp,
         (ModbusError,),
