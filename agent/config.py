@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
-    AfterValidator,
     Field,
     StringConstraints,
     ValidationError,
@@ -26,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from edgewatch.agent.credentials import Readable, credential
 from edgewatch.agent.decision_settings import (
     Decision,
     DriftSettings,
@@ -42,6 +42,7 @@ from edgewatch.agent.schema import problems
 from edgewatch.agent.sources.settings import (
     ModbusSource,
     MqttSource,
+    OpcuaSource,
     Source,
     SourceConfig,
     SparkplugId,
@@ -49,33 +50,12 @@ from edgewatch.agent.sources.settings import (
 )
 
 ENV_PREFIX = "EDGEWATCH_"
-CREDENTIALS = "CREDENTIALS_DIRECTORY"
 
 Topic = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^#+\x00]*$")]
 
 
 class ConfigError(ValueError):
     """A config that cannot be used; one ``path: message`` line per problem."""
-
-
-def credential(path: Path) -> Path:
-    """``path``, or for a relative one the file of that name in ``$CREDENTIALS_DIRECTORY``."""
-    folder = os.environ.get(CREDENTIALS)
-    return Path(folder) / path if folder and not path.is_absolute() else path
-
-
-def _readable(path: Path) -> Path:
-    resolved = credential(path)
-    try:
-        with resolved.open("rb"):
-            pass
-    except OSError as e:
-        raise ValueError(f"cannot read {resolved}: {e.strerror}") from None
-    return path
-
-
-# A file the agent reads at start (a key, a certificate, a password): it must be readable now.
-Readable = Annotated[Path, AfterValidator(_readable)]
 
 
 class Tls(Settings):
@@ -295,7 +275,9 @@ class AgentConfig(Settings):
             for s in sources
             if not isinstance(s, MqttSource)
             for device in (
-                s.devices if isinstance(s, ModbusSource | SparkplugSource) else (s.device,)
+                s.devices
+                if isinstance(s, ModbusSource | SparkplugSource | OpcuaSource)
+                else (s.device,)
             )
         ]
         if repeated := sorted({d for d in devices if devices.count(d) > 1}):

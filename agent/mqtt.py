@@ -6,7 +6,8 @@ import ssl
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from edgewatch.agent.config import Broker, credential
+from edgewatch.agent.config import Broker
+from edgewatch.agent.credentials import credential
 
 
 def make_client(

@@ -7,7 +7,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgewatch.agent.cli import main
-from edgewatch.agent.config import ConfigError, credential, load_config, parse_config
+from edgewatch.agent.config import ConfigError, load_config, parse_config
+from edgewatch.agent.credentials import credential
 from tests.conftest import edgewatch
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "agent.example.toml"

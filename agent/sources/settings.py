@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, NonNegativeInt, StringConstraints, model_validator
 
+from edgewatch.agent.credentials import Readable
 from edgewatch.agent.decision_settings import Name, Seconds, Settings
 from edgewatch.agent.features import ChannelName
 from edgewatch.agent.table import TimeOrder
@@ -220,5 +221,64 @@ class ModbusSource(Settings):
         return tuple(dict.fromkeys(t.device for t in self.tags))
 
 
-SourceConfig = SerialSource | MqttSource | ReplaySource | ModbusSource | SparkplugSource
+class OpcuaNode(Settings):
+    """A variable of the server, by node id (``ns=2;s=Boiler.Temperature``, ``ns=3;i=1001``),
+    as a channel of an edgewatch device."""
+
+    device: Name
+    channel: ChannelName
+    node_id: Annotated[str, StringConstraints(pattern=r"^(ns=\d{1,5};)?[isgb]=.{1,4096}$")]
+
+
+class OpcuaSource(Settings):
+    """Subscriptions to an OPC UA server's variables, each sampled every ``sampling_s``; a
+    device gets a row when one of its variables changes and all of them have a value.
+
+    ``security``: ``None``, or ``Sign`` or ``SignAndEncrypt`` with ``policy`` and the client's
+    ``certificate`` and ``private_key`` (its subject alternative names carry
+    ``application_uri``), and the ``server_certificate`` to trust (left out: the one the
+    server presents). ``username`` and ``password_file`` log in; left out, anonymously."""
+
+    type: Literal["opcua"]
+    url: Annotated[str, StringConstraints(pattern=r"^opc\.tcp://[^\s/]{1,253}(/\S*)?$")]
+    sampling_s: float = Field(default=1.0, ge=0.01, le=3600)
+    timeout_s: float = Field(default=5.0, ge=0.1, le=600)
+    reconnect_max_s: Seconds = 30.0
+    security: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    policy: Literal["Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = (
+        "Basic256Sha256"
+    )
+    certificate: Readable | None = None
+    private_key: Readable | None = None
+    server_certificate: Readable | None = None
+    application_uri: Annotated[str, StringConstraints(min_length=1, max_length=256)] = (
+        "urn:edgewatch:client"
+    )
+    username: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    password_file: Readable | None = None
+    nodes: tuple[OpcuaNode, ...] = Field(min_length=1, max_length=4096)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        keys = self.certificate is not None and self.private_key is not None
+        if (self.security != "None") != keys:
+            raise ValueError(
+                "security Sign or SignAndEncrypt goes with a certificate and a private_key,"
+                " and None with neither"
+            )
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs a username")
+        names = Counter(f"{n.device}.{n.channel}" for n in self.nodes)
+        if repeated := sorted(name for name, n in names.items() if n > 1):
+            raise ValueError(f"each device's channel comes from one node: {', '.join(repeated)}")
+        return self
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(n.device for n in self.nodes))
+
+
+SourceConfig = (
+    SerialSource | MqttSource | ReplaySource | ModbusSource | SparkplugSource | OpcuaSource
+)
 Source = Annotated[SourceConfig, Field(discriminator="type")]

@@ -7,21 +7,19 @@ of a node that has not been born, a metric whose alias no birth gave, and a sequ
 that skips are counted, by reason (and ``Counts.gaps``). Only the metrics the config maps are
 kept, so what is held is bounded by the config.
 
-Each message that changes a mapped metric gives its edgewatch device a row, when all of the
-device's channels have a value, timed by the newest metric timestamp in it (else the
-payload's, else now); a time before 1970 or from the year 3000 on is refused (``bad_time``).
+Each message that changes a mapped metric gives its edgewatch device a row (``Latest``), when
+all of the device's channels have a value, timed by the newest metric timestamp in it (else
+the payload's, else now).
 """
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from edgewatch.agent.framing import LATEST_TS, Block, Counts
+from edgewatch.agent.framing import Block, Counts
+from edgewatch.agent.sources.latest import Latest
 from edgewatch.agent.sources.settings import SparkplugSource
-from edgewatch.agent.sparkplug import Metric, Payload, SparkplugError, decode
+from edgewatch.agent.sparkplug import Payload, SparkplugError, decode
 
 Where = tuple[str, str | None]  # an edge node, and one of its devices (None: the node itself)
 
@@ -41,12 +39,12 @@ class SparkplugRows:
         self._channels: dict[tuple[Where, str], tuple[str, str]] = {
             ((m.node, m.sparkplug_device), m.metric): (m.device, m.channel) for m in config.metrics
         }
-        self._rows = {
+        rows = {
             device: tuple(m.channel for m in config.metrics if m.device == device)
             for device in config.devices
         }
+        self._latest = Latest(rows, self.counts)
         self._nodes: dict[str, _Node] = {m.node: _Node() for m in config.metrics}
-        self._values: dict[tuple[str, str], float] = {}
 
     def __call__(self, topic: str, payload: bytes) -> list[Block]:
         parts = topic.split("/")
@@ -102,7 +100,7 @@ class SparkplugRows:
             state.seq = None
         for (at, _), key in self._channels.items():
             if at[0] == node and (device is None or at == where):
-                self._values.pop(key, None)
+                self._latest.forget(*key)
 
     def _blocks(self, where: Where, message: Payload) -> list[Block]:
         aliases = self._nodes[where[0]].aliases[where]
@@ -121,25 +119,6 @@ class SparkplugRows:
             changed.add(key[0])
             if metric.timestamp is not None:
                 stamps.append(metric.timestamp)
-            self._store(key, metric)
+            self._latest.set(*key, metric.value)
         ts = max(stamps) / 1000 if stamps else self.clock()
-        if not 0 <= ts < LATEST_TS:
-            self.counts.rejected["bad_time"] += 1
-            return []
-        return [block for device in sorted(changed) if (block := self._row(device, ts))]
-
-    def _store(self, key: tuple[str, str], metric: Metric) -> None:
-        number = metric.number()
-        if number is None or not math.isfinite(number):
-            self._values.pop(key, None)
-            if metric.value is not None:
-                self.counts.rejected["not_numeric"] += 1
-            return
-        self._values[key] = number
-
-    def _row(self, device: str, ts: float) -> Block | None:
-        channels = self._rows[device]
-        row = [self._values.get((device, channel)) for channel in channels]
-        if any(value is None for value in row):
-            return None
-        return Block(device, ts, 1.0, np.array(row, np.float64).reshape(-1, 1), channels)
+        return self._latest.rows(sorted(changed), ts)
