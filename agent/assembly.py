@@ -42,11 +42,13 @@ from edgewatch.agent.sinks.spool import Spool
 from edgewatch.agent.sources import DecoderMetrics
 from edgewatch.agent.sources.modbus import ModbusReader
 from edgewatch.agent.sources.mqtt import MqttReader
+from edgewatch.agent.sources.opcua import OpcuaReader
 from edgewatch.agent.sources.replay import ReplayReader, load_recording
 from edgewatch.agent.sources.serial import SerialReader
 from edgewatch.agent.sources.settings import (
     ModbusSource,
     MqttSource,
+    OpcuaSource,
     ReplaySource,
     SerialSource,
     SparkplugSource,
@@ -54,7 +56,7 @@ from edgewatch.agent.sources.settings import (
 from edgewatch.agent.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
-Source = SerialReader | MqttReader | ReplayReader | ModbusReader
+Source = SerialReader | MqttReader | ReplayReader | ModbusReader | OpcuaReader
 
 
 @dataclass
@@ -206,6 +208,10 @@ def _modbus_source(config: ModbusSource, index: int, parts: Wiring, to: Pipeline
     return ModbusReader(config, to.offer)
 
 
+def _opcua_source(config: OpcuaSource, index: int, parts: Wiring, to: Pipeline) -> Source:
+    return OpcuaReader(config, to.offer)
+
+
 def _replay_source(config: ReplaySource, index: int, parts: Wiring, to: Pipeline) -> Source:
     recording = load_recording(config.path, config.channels, config.timestamps, config.time_order)
     if config.rows is not None:
@@ -233,6 +239,7 @@ SOURCES: dict[str, Callable[[Any, int, Wiring, Pipeline], Source]] = {
     "replay": _replay_source,
     "modbus": _modbus_source,
     "sparkplug": _mqtt_source,
+    "opcua": _opcua_source,
 }
 
 

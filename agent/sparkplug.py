@@ -47,10 +47,6 @@ class Metric:
     value: Value = None
     historical: bool = False
 
-    def number(self) -> float | None:
-        """The value as a number (a boolean as 0 or 1), or None if it is none."""
-        return float(self.value) if isinstance(self.value, int | float) else None
-
 
 @dataclass(frozen=True)
 class Payload:

@@ -1,0 +1,129 @@
+"""OPC UA (asyncua): subscriptions to a server's variables, made rows of process channels.
+
+The source runs an event loop on its own thread. A session connects (with the security mode
+and the login the config gives), subscribes to every node at ``sampling_s`` and holds until
+the agent stops or the connection is lost; then, after a back-off up to ``reconnect_max_s``,
+a new session subscribes again. Each value that changes gives its device a row once all of
+the device's nodes have a value (``sources.latest``), timed by the value's source timestamp
+(else the server's, else now). Counted by reason: a value of bad quality (``bad_status``), one
+that is no number (``not_numeric``), a node the server refused (``bad_node``), a session lost
+or refused (``link_down``).
+"""
+
+import asyncio
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
+
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.crypto import security_policies
+from asyncua.ua.uaerrors import UaError
+
+from edgewatch.agent.clock import Backoff
+from edgewatch.agent.credentials import credential
+from edgewatch.agent.framing import Counts
+from edgewatch.agent.sources import Offer
+from edgewatch.agent.sources.latest import Latest
+from edgewatch.agent.sources.settings import OpcuaSource
+
+log = logging.getLogger(__name__)
+TICK_S = 0.2
+
+
+class OpcuaReader:
+    def __init__(
+        self, config: OpcuaSource, offer: Offer, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config, self.offer, self.clock = config, offer, clock
+        self.counts = Counts()
+        self.connected = False
+        self.sessions = 0
+        self._channels: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for node in config.nodes:
+            node_id = ua.NodeId.from_string(node.node_id).to_string()
+            self._channels[node_id].append((node.device, node.channel))
+        rows = {
+            device: tuple(n.channel for n in config.nodes if n.device == device)
+            for device in config.devices
+        }
+        self._latest = Latest(rows, self.counts)
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = Backoff(self.config.reconnect_max_s)
+        while not stop.is_set():
+            try:
+                asyncio.run(self._session(stop, backoff))
+            except (OSError, TimeoutError, UaError) as e:
+                self.counts.rejected["link_down"] += 1
+                log.warning("opcua %s: %s", self.config.url, e or type(e).__name__)
+            finally:
+                self.connected = False
+            backoff.wait(stop)
+
+    async def _client(self) -> Client:
+        config = self.config
+        client = Client(config.url, timeout=config.timeout_s)
+        client.application_uri = config.application_uri
+        if config.security != "None":
+            assert config.certificate is not None and config.private_key is not None
+            server = config.server_certificate
+            await client.set_security(
+                getattr(security_policies, f"SecurityPolicy{config.policy}"),
+                str(credential(config.certificate)),
+                str(credential(config.private_key)),
+                server_certificate=str(credential(server)) if server is not None else None,
+                mode=getattr(ua.MessageSecurityMode, config.security),
+            )
+        if config.username is not None:
+            client.set_user(config.username)
+            if config.password_file is not None:
+                client.set_password(credential(config.password_file).read_text().strip())
+        return client
+
+    async def _session(self, stop: threading.Event, backoff: Backoff) -> None:
+        client = await self._client()
+        async with client:
+            period_ms = self.config.sampling_s * 1000
+            subscription = await client.create_subscription(period_ms, self)
+            ids = list(self._channels)
+            handles = await subscription.subscribe_data_change(
+                [client.get_node(node_id) for node_id in ids],
+                sampling_interval=ua.Double(period_ms),
+            )
+            for node_id, handle in zip(ids, handles, strict=True):
+                if isinstance(handle, ua.StatusCode):
+                    self.counts.rejected["bad_node"] += 1
+                    log.warning("opcua %s: %s refused: %s", self.config.url, node_id, handle.name)
+            self.connected = True
+            self.sessions += 1
+            backoff.reset()
+            log.info("opcua %s: subscribed to %d nodes", self.config.url, len(ids))
+            while not stop.is_set():
+                await asyncio.sleep(TICK_S)
+                await client.check_connection()
+
+    def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
+        """asyncua's callback for a changed value (on the session's event loop)."""
+        reading = data.monitored_item.Value
+        if reading.StatusCode is not None and not reading.StatusCode.is_good():
+            self.counts.rejected["bad_status"] += 1
+            value = None
+        else:
+            self.counts.accepted += 1
+        stamp = reading.SourceTimestamp or reading.ServerTimestamp
+        ts = stamp.replace(tzinfo=stamp.tzinfo or UTC).timestamp() if stamp else self.clock()
+        devices = []
+        for device, channel in self._channels.get(node.nodeid.to_string(), ()):
+            self._latest.set(device, channel, value)
+            devices.append(device)
+        for block in self._latest.rows(devices, ts):
+            self.offer(block)
+
+    def status_change_notification(self, status: Any) -> None:
+        """asyncua's callback when the subscription's status changes (the server lost it)."""
+        log.warning("opcua %s: the subscription's status is %s", self.config.url, status)
