@@ -1,5 +1,5 @@
-"""The runtime's commands: ``run``, ``warmup``, ``feedback export``, ``relearn`` and
-``shadow`` (``agent.offline`` has ``replay`` and ``learn``).
+"""The runtime's commands: ``run``, ``warmup``, ``feedback export``, ``relearn``, ``shadow``
+and ``discover`` (``agent.offline`` has ``replay`` and ``learn``).
 
 Each handler parses nothing itself (argparse has done that), turns the user's mistakes into one
 line on stderr and an exit status of 2, and imports what it needs only when it runs.
@@ -185,6 +185,14 @@ def _ask(command: str, config: AgentConfig, action: "Action", subject: str, what
     return 0
 
 
+def discover(args: argparse.Namespace) -> int:
+    from edgewatch.agent import discover
+
+    if not (1 <= args.depth <= 64 and 1 <= args.limit <= 1_000_000):
+        return fail("discover", "--depth must be 1 to 64, and --limit 1 to 1000000")
+    return discover.run(args)
+
+
 def add(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     run_ = commands.add_parser("run", help="run the agent")
     run_.add_argument("--config", type=Path, required=True, help="the agent config (TOML)")
@@ -222,3 +230,17 @@ def add(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     trial.add_argument("name", help="the machine, the device learned on site, or default")
     trial.add_argument("--config", type=Path, required=True, help="the agent config (TOML)")
     trial.set_defaults(handler=shadow)
+
+    browse = commands.add_parser(
+        "discover", help="browse an OPC UA server: its variables, as config for an opcua source"
+    )
+    browse.add_argument("url", help="opcua://HOST:PORT (or opc.tcp://HOST:PORT/PATH)")
+    browse.add_argument("--depth", type=int, default=6, help="levels below Objects (6)")
+    browse.add_argument("--limit", type=int, default=10_000, help="nodes browsed, at most")
+    browse.add_argument("--security", choices=("None", "Sign", "SignAndEncrypt"))
+    browse.add_argument("--certificate", type=Path, help="the client's certificate")
+    browse.add_argument("--private-key", type=Path, help="the client's private key")
+    browse.add_argument("--server-certificate", type=Path, help="the server's, to trust")
+    browse.add_argument("--user", help="log in as this user")
+    browse.add_argument("--password-file", type=Path, help="with the password in this file")
+    browse.set_defaults(handler=discover)

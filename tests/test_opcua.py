@@ -2,12 +2,15 @@
 quality, refused nodes, a lost server, and a secured endpoint with certificates made here and a
 password; and ``edgewatch discover`` browsing it."""
 
+import re
 import threading
+from pathlib import Path
 
 import pytest
 from asyncua import ua
 
-from edgewatch.agent.config import ConfigError, validate
+from edgewatch.agent.cli import main
+from edgewatch.agent.config import ConfigError, parse_config, validate
 from edgewatch.agent.framing import Block
 from edgewatch.agent.sources.opcua import OpcuaReader
 from edgewatch.agent.sources.settings import OpcuaSource
@@ -15,6 +18,7 @@ from tests.conftest import free_port, wait_for
 from tests.opcua_server import make_keys, serving
 
 pytestmark = pytest.mark.integration
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def source(port: int, nodes: list[tuple[str, str]], **fields: object) -> OpcuaSource:
@@ -134,3 +138,39 @@ def test_wrong_opcua_settings_are_named(fields: dict[str, object], message: str)
     with pytest.raises(ConfigError, match=message):
         validate({"site": "s", "device": "g", "model": {"bundle": "b"}, "sources": [opcua],
                   "sinks": [{"type": "stdout"}]})  # fmt: skip
+
+
+def test_discover_prints_the_variables_as_config_to_paste(capsys) -> None:
+    port = free_port()
+    with serving(port) as boiler:
+        assert main(["discover", f"opcua://127.0.0.1:{port}/edgewatch/"]) == 0
+        out = capsys.readouterr().out
+        ids = {name: boiler.node_id(name) for name in ("Temperature", "Running", "Label")}
+    assert "[[sources.nodes]]  # Boiler/Temperature (Double)" in out
+    assert "[[sources.nodes]]  # Boiler/Running (Boolean)" in out
+    assert f'node_id = "{ids["Label"]}"' in out and "# 4 variables" in out
+    config = parse_config(
+        'site = "s"\ndevice = "g"\n[model]\nbundle = "b"\n[[sinks]]\ntype = "stdout"\n' + out,
+        env={},
+    )
+    (opcua,) = config.sources
+    assert isinstance(opcua, OpcuaSource) and len(opcua.nodes) == 4
+    assert {(n.device, n.channel) for n in opcua.nodes} >= {("Boiler", "Temperature")}
+    assert main(["discover", f"opcua://127.0.0.1:{port}"]) == 1
+    assert "Connect call failed" in capsys.readouterr().err
+    assert main(["discover", "opcua://plc", "--depth", "0"]) == 2
+    assert main(["discover", "http://plc"]) == 2
+    assert "url: String should match" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+def test_the_readme_opcua_example_passes_check_config(tmp_path, capsys, monkeypatch) -> None:
+    section = README.read_text().split("#### OPC UA", 1)[1]
+    text = re.search(r"```toml\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    for name in ("opcua-client.der", "opcua-client.pem", "opcua-password"):
+        (tmp_path / name).write_text("-")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    config = tmp_path / "agent.toml"
+    config.write_text(text)
+    assert main(["check-config", str(config)]) == 0, capsys.readouterr()
+    assert "ok: 1 sources" in capsys.readouterr().out

@@ -29,10 +29,31 @@ from edgewatch.agent.credentials import credential
 from edgewatch.agent.framing import Counts
 from edgewatch.agent.sources import Offer
 from edgewatch.agent.sources.latest import Latest
-from edgewatch.agent.sources.settings import OpcuaSource
+from edgewatch.agent.sources.settings import OpcuaLink, OpcuaSource
 
 log = logging.getLogger(__name__)
 TICK_S = 0.2
+
+
+async def client(link: OpcuaLink) -> Client:
+    """A client of the server ``link`` names, secured and logged in as it says; not connected."""
+    made = Client(link.url, timeout=link.timeout_s)
+    made.application_uri = link.application_uri
+    if link.security != "None":
+        assert link.certificate is not None and link.private_key is not None
+        server = link.server_certificate
+        await made.set_security(
+            getattr(security_policies, f"SecurityPolicy{link.policy}"),
+            str(credential(link.certificate)),
+            str(credential(link.private_key)),
+            server_certificate=str(credential(server)) if server is not None else None,
+            mode=getattr(ua.MessageSecurityMode, link.security),
+        )
+    if link.username is not None:
+        made.set_user(link.username)
+        if link.password_file is not None:
+            made.set_password(credential(link.password_file).read_text().strip())
+    return made
 
 
 class OpcuaReader:
@@ -65,34 +86,13 @@ class OpcuaReader:
                 self.connected = False
             backoff.wait(stop)
 
-    async def _client(self) -> Client:
-        config = self.config
-        client = Client(config.url, timeout=config.timeout_s)
-        client.application_uri = config.application_uri
-        if config.security != "None":
-            assert config.certificate is not None and config.private_key is not None
-            server = config.server_certificate
-            await client.set_security(
-                getattr(security_policies, f"SecurityPolicy{config.policy}"),
-                str(credential(config.certificate)),
-                str(credential(config.private_key)),
-                server_certificate=str(credential(server)) if server is not None else None,
-                mode=getattr(ua.MessageSecurityMode, config.security),
-            )
-        if config.username is not None:
-            client.set_user(config.username)
-            if config.password_file is not None:
-                client.set_password(credential(config.password_file).read_text().strip())
-        return client
-
     async def _session(self, stop: threading.Event, backoff: Backoff) -> None:
-        client = await self._client()
-        async with client:
+        async with await client(self.config) as session:
             period_ms = self.config.sampling_s * 1000
-            subscription = await client.create_subscription(period_ms, self)
+            subscription = await session.create_subscription(period_ms, self)
             ids = list(self._channels)
             handles = await subscription.subscribe_data_change(
-                [client.get_node(node_id) for node_id in ids],
+                [session.get_node(node_id) for node_id in ids],
                 sampling_interval=ua.Double(period_ms),
             )
             for node_id, handle in zip(ids, handles, strict=True):
@@ -105,7 +105,7 @@ class OpcuaReader:
             log.info("opcua %s: subscribed to %d nodes", self.config.url, len(ids))
             while not stop.is_set():
                 await asyncio.sleep(TICK_S)
-                await client.check_connection()
+                await session.check_connection()
 
     def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
         """asyncua's callback for a changed value (on the session's event loop)."""

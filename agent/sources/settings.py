@@ -230,20 +230,15 @@ class OpcuaNode(Settings):
     node_id: Annotated[str, StringConstraints(pattern=r"^(ns=\d{1,5};)?[isgb]=.{1,4096}$")]
 
 
-class OpcuaSource(Settings):
-    """Subscriptions to an OPC UA server's variables, each sampled every ``sampling_s``; a
-    device gets a row when one of its variables changes and all of them have a value.
+class OpcuaLink(Settings):
+    """How to reach an OPC UA server: ``security`` ``None``, or ``Sign`` or ``SignAndEncrypt``
+    with ``policy`` and the client's ``certificate`` and ``private_key`` (its subject
+    alternative names carry ``application_uri``), and the ``server_certificate`` to trust (left
+    out: the one the server presents). ``username`` and ``password_file`` log in; left out,
+    anonymously."""
 
-    ``security``: ``None``, or ``Sign`` or ``SignAndEncrypt`` with ``policy`` and the client's
-    ``certificate`` and ``private_key`` (its subject alternative names carry
-    ``application_uri``), and the ``server_certificate`` to trust (left out: the one the
-    server presents). ``username`` and ``password_file`` log in; left out, anonymously."""
-
-    type: Literal["opcua"]
     url: Annotated[str, StringConstraints(pattern=r"^opc\.tcp://[^\s/]{1,253}(/\S*)?$")]
-    sampling_s: float = Field(default=1.0, ge=0.01, le=3600)
     timeout_s: float = Field(default=5.0, ge=0.1, le=600)
-    reconnect_max_s: Seconds = 30.0
     security: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     policy: Literal["Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = (
         "Basic256Sha256"
@@ -256,10 +251,9 @@ class OpcuaSource(Settings):
     )
     username: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
     password_file: Readable | None = None
-    nodes: tuple[OpcuaNode, ...] = Field(min_length=1, max_length=4096)
 
     @model_validator(mode="after")
-    def _consistent(self) -> Self:
+    def _login(self) -> Self:
         keys = self.certificate is not None and self.private_key is not None
         if (self.security != "None") != keys:
             raise ValueError(
@@ -268,6 +262,20 @@ class OpcuaSource(Settings):
             )
         if self.password_file is not None and self.username is None:
             raise ValueError("password_file needs a username")
+        return self
+
+
+class OpcuaSource(OpcuaLink):
+    """Subscriptions to an OPC UA server's variables, each sampled every ``sampling_s``; a
+    device gets a row when one of its variables changes and all of them have a value."""
+
+    type: Literal["opcua"]
+    sampling_s: float = Field(default=1.0, ge=0.01, le=3600)
+    reconnect_max_s: Seconds = 30.0
+    nodes: tuple[OpcuaNode, ...] = Field(min_length=1, max_length=4096)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
         names = Counter(f"{n.device}.{n.channel}" for n in self.nodes)
         if repeated := sorted(name for name, n in names.items() if n > 1):
             raise ValueError(f"each device's channel comes from one node: {', '.join(repeated)}")
