@@ -3,11 +3,11 @@
 The source runs an event loop on its own thread. A session connects (with the security mode
 and the login the config gives), subscribes to every node at ``sampling_s`` and holds until
 the agent stops or the connection is lost; then, after a back-off up to ``reconnect_max_s``,
-a new session subscribes again. Each value that changes gives its device a row once all of
-the device's nodes have a value (``sources.latest``), timed by the value's source timestamp
-(else the server's, else now). Counted by reason: a value of bad quality (``bad_status``), one
-that is no number (``not_numeric``), a node the server refused (``bad_node``), a session lost
-or refused (``link_down``).
+a new session subscribes again. The values that change in one publish give each of their
+devices a row, once all of the device's nodes have a value (``sources.latest``), timed by the
+newest source timestamp among them (else the server's, else now). Counted by reason: a value
+of bad quality (``bad_status``), one that is no number (``not_numeric``), a node the server
+refused (``bad_node``), a session lost or refused (``link_down``).
 """
 
 import asyncio
@@ -73,6 +73,7 @@ class OpcuaReader:
             for device in config.devices
         }
         self._latest = Latest(rows, self.counts)
+        self._changed: dict[str, float] = {}
 
     def run(self, stop: threading.Event) -> None:
         backoff = Backoff(self.config.reconnect_max_s)
@@ -108,7 +109,8 @@ class OpcuaReader:
                 await session.check_connection()
 
     def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
-        """asyncua's callback for a changed value (on the session's event loop)."""
+        """asyncua's callback for a changed value, on the session's event loop: the changes
+        of one publish are stored, and their devices' rows made once all are in."""
         reading = data.monitored_item.Value
         if reading.StatusCode is not None and not reading.StatusCode.is_good():
             self.counts.rejected["bad_status"] += 1
@@ -117,12 +119,17 @@ class OpcuaReader:
             self.counts.accepted += 1
         stamp = reading.SourceTimestamp or reading.ServerTimestamp
         ts = stamp.replace(tzinfo=stamp.tzinfo or UTC).timestamp() if stamp else self.clock()
-        devices = []
+        if not self._changed:
+            asyncio.get_running_loop().call_soon(self._rows)
         for device, channel in self._channels.get(node.nodeid.to_string(), ()):
             self._latest.set(device, channel, value)
-            devices.append(device)
-        for block in self._latest.rows(devices, ts):
-            self.offer(block)
+            self._changed[device] = max(ts, self._changed.get(device, ts))
+
+    def _rows(self) -> None:
+        changed, self._changed = self._changed, {}
+        for device, ts in changed.items():
+            for block in self._latest.rows((device,), ts):
+                self.offer(block)
 
     def status_change_notification(self, status: Any) -> None:
         """asyncua's callback when the subscription's status changes (the server lost it)."""
