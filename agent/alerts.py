@@ -14,6 +14,7 @@ from pydantic import Field
 
 from edgewatch.agent.bundle import Bundle, Manifest
 from edgewatch.agent.decision import Severity, State, Transition
+from edgewatch.agent.diagnosis import diagnose
 from edgewatch.agent.schema import Frozen
 
 TOP_FEATURES = 5
@@ -49,6 +50,8 @@ class Alert(Frozen):
     reason: str = ""
     model: ModelRef
     features: tuple[Driver, ...] = ()
+    # The bearing defect the envelope spectrum points to (``agent.diagnosis``), or empty.
+    diagnosis: str = ""
     historical: bool = False
 
 
@@ -76,6 +79,8 @@ class AlertMaker:
         sequence = self.sequences.get(device, 0) + 1
         self.sequences[device] = sequence
         manifest = bundle.manifest
+        drivers = _drivers(manifest, features, errors) if step.state != "cleared" else ()
+        names = tuple(driver.name for driver in drivers)
         return Alert(
             alert_id=step.alert_id,
             state=step.state,
@@ -91,7 +96,8 @@ class AlertMaker:
             model=ModelRef(
                 name=manifest.name, version=manifest.version, sha256=bundle.model_sha256
             ),
-            features=_drivers(manifest, features, errors) if step.state != "cleared" else (),
+            features=drivers,
+            diagnosis=diagnose(manifest, features, names) if features is not None else "",
         )
 
     def closed_by_restart(self, raised: Alert, now: float) -> Alert:
@@ -107,6 +113,7 @@ class AlertMaker:
                 "ts": _time(now),
                 "reason": "restart",
                 "features": (),
+                "diagnosis": "",
                 "historical": False,
             }
         )

@@ -7,8 +7,8 @@ session's ``bdSeq``; once connected it subscribes to its NCMD topic and publishe
 device: before its first data in a session comes its DBIRTH, with every metric it publishes and
 its last value, and then DDATA by alias:
 
-- ``alert/state`` (``raised``, ``escalated``, ``cleared``), ``alert/severity``, ``alert/id``
-  and ``alert/score`` from each alert record;
+- ``alert/state`` (``raised``, ``escalated``, ``cleared``), ``alert/severity``, ``alert/id``,
+  ``alert/score`` and ``alert/diagnosis`` from each alert record;
 - ``score``, the peak calibrated score, from telemetry.
 
 Every message but NDEATH carries the session's sequence number, 0 at NBIRTH and then 1 more
@@ -59,6 +59,7 @@ METRICS = (
     ("alert/severity", STRING),
     ("alert/id", STRING),
     ("alert/score", DOUBLE),
+    ("alert/diagnosis", STRING),
     ("score", DOUBLE),
 )
 ALIASES = 8
@@ -210,6 +211,7 @@ class SparkplugForwarder(Forwarder):
                 "alert/severity": record["severity"],
                 "alert/id": record["alert_id"],
                 "alert/score": float(record["score"]),
+                "alert/diagnosis": str(record.get("diagnosis", "")),
             }
             ts = _iso_ms(str(record["ts"]))
         else:

@@ -1,0 +1,97 @@
+"""The bearing defect an alert looks like, named from its envelope spectrum.
+
+A diagnosis is made only when an envelope feature is among the features that drive the alert
+(``alerts.TOP_FEATURES`` by deviation). Each defect's lines on each channel are then set
+against the baseline, the training rows' mean and standard deviation of the same feature
+(the manifest's ``feature_stats``): the rise in dB, ``20 log10(value / mean)``, and the z.
+
+The rule:
+
+- a defect is a candidate when its strike line stands ``RISE_DB`` (10 dB) or more above its
+  baseline and ``Z`` (3) or more standard deviations out. The strike line is the defect
+  frequency itself for the outer race (BPFO), the inner race (BPFI) and the cage (FTF), and
+  twice the ball spin frequency (2xBSF) for a ball, which strikes both races;
+- the candidate whose strike line rises most is named;
+- its harmonic (the line at twice the strike frequency, for the races and the cage) is said to
+  be present when it stands ``HARMONIC_DB`` (6 dB) or more above its own baseline: a second
+  line of the same defect, which makes the diagnosis firmer;
+- with no candidate, the diagnosis is empty.
+
+>>> Line("outer_race", "BPFO", 107.36, "x", 18.2, True).text()
+'outer_race (BPFO 107.4 Hz on x, +18 dB over baseline, 2x present)'
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgewatch.agent.bundle import Manifest
+
+RISE_DB = 10.0
+Z = 3.0
+HARMONIC_DB = 6.0
+# Defect: (its name, the label of its strike line, the strike feature, the harmonic feature,
+# the strike frequency as a multiple of the defect frequency).
+DEFECTS = (
+    ("outer_race", "BPFO", "env_bpfo", "env_bpfo_2x", 0, 1.0),
+    ("inner_race", "BPFI", "env_bpfi", "env_bpfi_2x", 1, 1.0),
+    ("ball", "2xBSF", "env_bsf_2x", None, 2, 2.0),
+    ("cage", "FTF", "env_ftf", "env_ftf_2x", 3, 1.0),
+)
+
+
+@dataclass(frozen=True)
+class Line:
+    defect: str
+    label: str
+    hz: float
+    channel: str
+    rise_db: float
+    harmonic: bool | None
+
+    def text(self) -> str:
+        """The defect, its line and how far it rose; then whether its 2x line is present
+        (left out for a ball, whose 2x is not read)."""
+        said = f"{self.defect} ({self.label} {self.hz:.1f} Hz on {self.channel}, "
+        said += f"+{self.rise_db:.0f} dB over baseline"
+        if self.harmonic is not None:
+            said += ", 2x present" if self.harmonic else ", no 2x"
+        return said + ")"
+
+
+def diagnose(manifest: Manifest, row: np.ndarray, drivers: tuple[str, ...]) -> str:
+    """The diagnosis of an alert whose feature row is ``row`` and whose drivers (feature names)
+    are ``drivers``; empty when envelope features do not drive it or no defect matches."""
+    spec, stats = manifest.feature_spec, manifest.feature_stats
+    envelope = spec.families is not None and "envelope" in spec.families
+    if stats is None or not envelope or not any(".env_" in name for name in drivers):
+        return ""
+    index = {name: i for i, name in enumerate(manifest.feature_names)}
+    frequencies = spec.defect_frequencies
+    lines = []
+    for c, channel in enumerate(spec.channels):
+        for defect, label, strike, harmonic, which, multiple in DEFECTS:
+            rise, z = _rise(index.get(f"ch{c}.{strike}"), row, stats.mean, stats.std)
+            if rise < RISE_DB or z < Z:
+                continue
+            present = None
+            if harmonic is not None:
+                h_rise, _ = _rise(index.get(f"ch{c}.{harmonic}"), row, stats.mean, stats.std)
+                present = h_rise >= HARMONIC_DB
+            hz = frequencies[which] * multiple
+            lines.append(Line(defect, label, hz, channel, rise, present))
+    if not lines:
+        return ""
+    return max(lines, key=lambda line: line.rise_db).text()
+
+
+def _rise(
+    i: int | None, row: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[float, float]:
+    """A feature's rise in dB over its baseline mean, and its z (none: no rise)."""
+    if i is None or mean[i] <= 0 or row[i] <= 0:
+        return -math.inf, -math.inf
+    value = float(row[i])
+    z = (value - mean[i]) / std[i] if std[i] > 0 else math.inf
+    return 20 * math.log10(value / mean[i]), z
