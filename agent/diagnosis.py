@@ -10,7 +10,8 @@ The rule:
 - a defect is a candidate when its strike line stands ``RISE_DB`` (10 dB) or more above its
   baseline and ``Z`` (3) or more standard deviations out. The strike line is the defect
   frequency itself for the outer race (BPFO), the inner race (BPFI) and the cage (FTF), and
-  twice the ball spin frequency (2xBSF) for a ball, which strikes both races;
+  twice the ball spin frequency (2xBSF) for a ball, which strikes both races; with a
+  tachometer, at the window's own speed;
 - the candidate whose strike line rises most is named;
 - its harmonic (the line at twice the strike frequency, for the races and the cage) is said to
   be present when it stands ``HARMONIC_DB`` (6 dB) or more above its own baseline: a second
@@ -68,9 +69,13 @@ def diagnose(manifest: Manifest, row: np.ndarray, drivers: tuple[str, ...]) -> s
     if stats is None or not envelope or not any(".env_" in name for name in drivers):
         return ""
     index = {name: i for i, name in enumerate(manifest.feature_names)}
-    frequencies = spec.defect_frequencies
+    if spec.tachometer is None:
+        frequencies = spec.defect_frequencies
+    else:
+        frequencies = spec.defects_at(float(row[-1]))  # the window's shaft_hz, last
     lines = []
-    for c, channel in enumerate(spec.channels):
+    for c in spec.vibration:
+        channel = spec.channels[c]
         for defect, label, strike, harmonic, which, multiple in DEFECTS:
             rise, z = _rise(index.get(f"ch{c}.{strike}"), row, stats.mean, stats.std)
             if rise < RISE_DB or z < Z:

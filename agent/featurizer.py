@@ -12,6 +12,8 @@ from edgewatch.kernels.layout import ROLLING_FEATURES, RollingState, hann, make_
 # Samples whose fourth powers (kurtosis) and squares (band power, float32 output) stay finite.
 MIN_MAGNITUDE = 1e-30
 MAX_MAGNITUDE = 1e15
+# Plans kept for the envelope bins of the speeds seen; beyond it they are made afresh.
+MAX_PLANS = 4096
 
 
 class Featurizer:
@@ -44,26 +46,31 @@ class Featurizer:
                 )
 
     def _plan_waveform(self, spec: FeatureSpec) -> None:
-        """Everything the kernels need beside the samples, once per dtype."""
+        """Everything the kernels need beside the samples, once per dtype; with a tachometer,
+        a plan for each set of envelope bins that a window's speed reads."""
         assert spec.window is not None and spec.sample_rate is not None
         assert spec.families is not None
         n, rate = spec.window, spec.sample_rate
         self._tail = (len(spec.channels), n)
-        offsets = {}
+        self._stride = len(spec.channel_feature_names)
         offset = 0
+        self._offsets = {}
         for family, names in spec.family_feature_names.items():
-            offsets[family] = offset
+            self._offsets[family] = offset
             offset += len(names)
         no_bins = np.zeros(0, dtype=np.int64)
-        band_lo, band_hi = (
+        self._bands: tuple[np.ndarray, np.ndarray] = (
             band_bins(spec.band_edges, rate, n) if spec.band_edges is not None else (no_bins,) * 2
         )
         pass_lo, pass_hi = band_bins(spec.envelope_band or (0.0, rate / 2), rate, n)
-        read_bins = no_bins
+        self._pass = (int(pass_lo[0]), int(pass_hi[0]))
+        self._orders = None
         if "envelope" in spec.families:
-            defects = np.array(spec.defect_frequencies)
-            read_bins = np.rint(np.concatenate([defects, 2 * defects]) * n / rate).astype(np.int64)
-        plan = make_plan(offset, offsets, band_lo, band_hi, (pass_lo[0], pass_hi[0]), read_bins)
+            defects = np.array(spec.defects_at(1.0))
+            self._orders = np.concatenate([defects, 2 * defects]) * n / rate
+        self._plans: dict[bytes, np.ndarray] = {}
+        speed = spec.shaft_hz if spec.tachometer is None else 0.0
+        plan = self._plan(np.array([speed or 0.0]))
         self._kernel_args = {}
         for dtype in (np.float32, np.float64):
             window = hann(n).astype(dtype)
@@ -75,6 +82,21 @@ class Featurizer:
                 plan,
             )
 
+    def _plan(self, speed: np.ndarray) -> np.ndarray:
+        """The kernels' plan for a shaft at ``speed`` Hz (a one-element array)."""
+        bins = np.zeros(0, np.int64)
+        if self._orders is not None:
+            bins = np.rint(self._orders * speed[0]).astype(np.int64)
+        key = bins.tobytes()
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            plan = self._plans[key] = make_plan(
+                self._stride, self._offsets, *self._bands, self._pass, bins
+            )
+        return plan
+
     def __call__(self, data: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if self.spec.kind == "waveform":
             # The usual case in as few steps as can be: this runs once per window on a gateway.
@@ -84,7 +106,9 @@ class Featurizer:
                 args = self._kernel_args[data.dtype.char]
             n = data.shape[0]
             out = np.empty((n, self.width), np.float32) if out is None else self._output(n, out)
-            if not self._kernels.windows(data, *args, out):
+            if self.spec.tachometer is not None:
+                self._by_speed(data, args, out)
+            elif not self._kernels.windows(data, *args, out):
                 self._explain_nonfinite(data)
             return out
         rows = self._checked(data, (len(self.spec.channels),), "rows x channels")
@@ -104,6 +128,31 @@ class Featurizer:
             self._kernels.rolling(rows, self._alpha, *self._state, every)
             out[:] = every[:, self._columns]
         return out
+
+    def _by_speed(self, data: np.ndarray, args: tuple[object, ...], out: np.ndarray) -> None:
+        """The vibration channels' features of windows of the same envelope bins together,
+        each window's speed last."""
+        speeds = shaft_speeds(self.spec, data)
+        bad = ~in_range(self.spec, speeds)
+        if bad.any():
+            w = int(np.flatnonzero(bad)[0])
+            raise FeatureError(
+                f"data: window {w} has no shaft speed in range on the tachometer "
+                f"(measured {speeds[w]:.4g} Hz)"
+            )
+        vibration = np.ascontiguousarray(data[:, self.spec.vibration])
+        features = np.empty((len(data), self.width - 1), out.dtype)
+        keys = np.rint(speeds[:, None] * (self._orders if self._orders is not None else 0.0))
+        _, group = np.unique(keys, axis=0, return_inverse=True)
+        for g in range(int(group.max()) + 1):
+            take = np.flatnonzero(group.ravel() == g)
+            part = np.empty((len(take), self.width - 1), out.dtype)
+            plan = self._plan(speeds[take[:1]])
+            if not self._kernels.windows(vibration[take], *args[:4], plan, part):
+                self._explain_nonfinite(vibration[take])
+            features[take] = part
+        out[:, :-1] = features
+        out[:, -1] = speeds
 
     def _checked(self, data: np.ndarray, tail: tuple[int, ...], axes: str) -> np.ndarray:
         if not isinstance(data, np.ndarray):
@@ -143,6 +192,39 @@ class Featurizer:
             f"{magnitude.max():.3g}; keep them between {MIN_MAGNITUDE:g} and {MAX_MAGNITUDE:g} "
             "(their fourth powers must stay representable)"
         )
+
+
+def shaft_speeds(spec: FeatureSpec, windows: np.ndarray) -> np.ndarray:
+    """Each window's shaft speed in Hz, measured on its tachometer channel: the rising edges
+    through the midpoint of the window's least and greatest sample span whole pulses. NaN for
+    a window with fewer than two edges.
+
+    >>> spec = FeatureSpec(kind="waveform", sample_rate=1000.0, window=256, channels=["x", "t"],
+    ...                    tachometer={"channel": "t", "speed_hz": [1, 100]})
+    >>> pulses = (np.arange(256) % 40 < 5).astype(np.float32)  # 25 pulses a second
+    >>> windows = np.stack([np.zeros(256), pulses])[None].astype(np.float32)
+    >>> shaft_speeds(spec, windows).round(3).tolist()
+    [25.0]
+    """
+    assert spec.tachometer is not None and spec.sample_rate is not None
+    pulses = windows[:, spec.channels.index(spec.tachometer.channel)].astype(np.float64)
+    middle = (pulses.min(axis=1) + pulses.max(axis=1)) / 2
+    high = pulses > middle[:, None]
+    rising = ~high[:, :-1] & high[:, 1:]
+    edges = rising.sum(axis=1)
+    first = rising.argmax(axis=1)
+    last = rising.shape[1] - 1 - rising[:, ::-1].argmax(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        speeds = (edges - 1) * spec.sample_rate / (last - first) / spec.tachometer.pulses_per_rev
+    speeds[edges < 2] = np.nan
+    return np.asarray(speeds, np.float64)
+
+
+def in_range(spec: FeatureSpec, speeds: np.ndarray) -> np.ndarray:
+    """Which speeds lie within the tachometer's ``speed_hz`` (NaN does not)."""
+    assert spec.tachometer is not None
+    lo, hi = spec.tachometer.speed_hz
+    return np.asarray((speeds >= lo) & (speeds <= hi))
 
 
 def featurize(spec: FeatureSpec, data: np.ndarray) -> np.ndarray:

@@ -3,6 +3,8 @@ rows and model inputs.
 
 Per device it keeps the streaming state: the windower of a waveform machine, the rolling
 featurizer of a process machine, and the last rows a sequence model reads before each new one.
+A waveform machine with a tachometer scores only the windows whose speed it can measure within
+its range; the rest are dropped, counted by reason (``no_speed``, ``speed_out_of_range``).
 ``batch`` turns the blocks of one pipeline turn into a ``Batch``: one ``Part`` per block that
 gave windows, the model inputs of all of them in one array, and the reasons anything was
 dropped. Windows of the waveform devices are featurized together, in one featurizer call.
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgewatch.agent.features import FeatureError, FeatureSpec
-from edgewatch.agent.featurizer import Featurizer
+from edgewatch.agent.featurizer import Featurizer, in_range, shaft_speeds
 from edgewatch.agent.framing import Block
 from edgewatch.agent.metrics import Counter as MetricCounter
 from edgewatch.agent.metrics import Registry
@@ -169,6 +171,13 @@ class Streams:
             batch.dropped["wrong_sample_rate"] += 1
             return None
         starts, windows = device.windower.push(block.ts, block.sample_rate, samples)
+        if spec.tachometer is not None and len(windows):
+            speeds = shaft_speeds(spec, windows)
+            ok = in_range(spec, speeds)
+            unknown = int(np.isnan(speeds).sum())
+            batch.dropped["no_speed"] += unknown
+            batch.dropped["speed_out_of_range"] += int((~ok).sum()) - unknown
+            starts, windows = starts[ok], windows[ok]
         if not len(windows):
             return None
         return _Cut(block.device, starts + spec.window / spec.sample_rate, windows)

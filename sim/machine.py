@@ -128,8 +128,10 @@ def simulate_waveform(
     seed: int,
     faults: list[Fault] | tuple[Fault, ...] = (),
     channels: int = 3,
+    tachometer: int = 0,
 ) -> Simulation:
-    """Vibration in g on up to three axes (two radial, one axial)."""
+    """Vibration in g on up to three axes (two radial, one axial); with ``tachometer``, a last
+    channel of 5 V pulses, that many a revolution, each a tenth of the way to the next."""
     if not 1 <= channels <= len(_AXIS_GAINS):
         raise ValueError(f"channels must be 1 to {len(_AXIS_GAINS)}, got {channels}")
     faults = tuple(faults)
@@ -185,6 +187,9 @@ def simulate_waveform(
             signal[axis] += _AXIS_GAINS[axis][1] * np.convolve(impacts, ring)[:n]
     for fault in faults:
         _sensor_fault(signal, fault, sample_rate, rng)
+    if tachometer:
+        pulses = 5.0 * ((revolutions * tachometer) % 1.0 < 0.1)
+        signal = np.vstack([signal, pulses])
     return Simulation(
         signal.astype(np.float32), _labels(n, sample_rate, faults), faults, sample_rate
     )

@@ -1,0 +1,97 @@
+"""A waveform machine whose speed changes: each window's speed measured on a tachometer, its
+envelope read at that speed's defect frequencies, the same in training as in serving, windows
+without a speed counted, and a fault at a varying speed diagnosed as the right defect."""
+
+import numpy as np
+import pytest
+
+from edgewatch.agent.alerts import AlertMaker
+from edgewatch.agent.bundle_writer import write_bundle
+from edgewatch.agent.decision import Transition
+from edgewatch.agent.features import FeatureError, FeatureSpec
+from edgewatch.agent.featurizer import featurize, recording_features, shaft_speeds
+from edgewatch.agent.framing import Block
+from edgewatch.agent.metrics import Registry
+from edgewatch.agent.onsite.learn import learn
+from edgewatch.agent.scorer import Scorer
+from edgewatch.agent.streams import StreamMetrics, Streams
+from edgewatch.sim.machine import Fault, Machine, simulate_waveform
+
+RATE = 25600.0
+WINDOW = 4096
+# From 24 Hz up to 36 Hz over the first 20 s, then steady.
+RAMP = Machine(shaft_hz=24.0, speed_changes=((20.0, 36.0),))
+SPEC = FeatureSpec(
+    kind="waveform",
+    sample_rate=RATE,
+    window=WINDOW,
+    hop=WINDOW,
+    channels=["x", "y", "tach"],
+    bearing=RAMP.bearing,
+    tachometer={"channel": "tach", "pulses_per_rev": 2, "speed_hz": [10.0, 50.0]},
+)
+
+
+def run(seconds: float, seed: int, faults=()):  # type: ignore[no-untyped-def]
+    return simulate_waveform(RAMP, seconds, RATE, seed, faults, channels=2, tachometer=2)
+
+
+def test_the_speed_is_measured_window_by_window() -> None:
+    windows = run(20.0, 1).windows(WINDOW, WINDOW)
+    centres = (np.arange(len(windows)) * WINDOW + WINDOW / 2) / RATE
+    expected = 24.0 + 12.0 * centres / 20.0
+    np.testing.assert_allclose(shaft_speeds(SPEC, windows), expected, rtol=5e-3)
+
+
+def test_each_window_is_featurized_at_its_own_speed() -> None:
+    windows = run(20.0, 2).windows(WINDOW, WINDOW)[::10]
+    rows = featurize(SPEC, windows)
+    speeds = shaft_speeds(SPEC, windows)
+    assert SPEC.feature_names[-1] == "ch2.shaft_hz"
+    np.testing.assert_array_equal(rows[:, -1], speeds.astype(np.float32))
+    for window, row, speed in zip(windows, rows, speeds, strict=True):
+        at = {"tachometer": None, "channels": ["x", "y"], "shaft_hz": float(speed)}
+        fixed = FeatureSpec(**{**SPEC.model_dump(), **at})
+        np.testing.assert_array_equal(row[:-1], featurize(fixed, window[None, :2])[0])
+
+
+def test_serving_gives_the_features_training_does_and_counts_windows_without_a_speed() -> None:
+    signal = run(12.0, 3).signal.copy()
+    stopped = slice(int(4 * RATE), int(6 * RATE))
+    signal[2, stopped] = 0.0  # the shaft stands: no pulses
+    training = recording_features(SPEC, signal[:, : int(4 * RATE)].T)
+    streams = Streams(StreamMetrics.of(Registry()))
+    streams.use(SPEC, history=1)
+    step = 2560
+    blocks = [
+        Block("fan", start / RATE, RATE, signal[:, start : start + step], SPEC.channels)
+        for start in range(0, signal.shape[1], step)
+    ]
+    batch = streams.batch(blocks)
+    assert batch.rows is not None
+    np.testing.assert_array_equal(batch.rows[: len(training)], training)
+    assert batch.dropped["no_speed"] >= 10
+    fast = signal.copy()
+    fast[2] = 5.0 * ((np.arange(fast.shape[1]) / RATE * 2 * 80.0) % 1.0 < 0.1)  # 80 Hz
+    batch = streams.batch([Block("fan", 100.0, RATE, fast, SPEC.channels)])
+    assert batch.dropped["speed_out_of_range"] == len(fast[0]) // WINDOW  # a gap: afresh
+    with pytest.raises(FeatureError, match="window 0 has no shaft speed"):
+        featurize(SPEC, fast[None, :, :WINDOW].astype(np.float32))
+
+
+def test_a_fault_at_a_varying_speed_is_named_with_the_line_of_its_speed(tmp_path) -> None:
+    healthy = recording_features(SPEC, run(120.0, 4).signal.T)
+    learned = learn(healthy, SPEC)
+    bundle = write_bundle(tmp_path / "b", learned.manifest, learned.files)
+    faulty = run(20.0, 5, [Fault(kind="outer_race", start=0.0, end=20.0)])
+    windows = faulty.windows(WINDOW, WINDOW)
+    rows = featurize(SPEC, windows)
+    scores = Scorer(bundle)(rows).calibrated
+    alerted = np.flatnonzero(scores > bundle.manifest.thresholds.warning)
+    assert len(alerted) >= 0.8 * len(rows)
+    maker = AlertMaker("s")
+    for i in alerted:
+        step = Transition("raised", f"a{i}", "warning", 0.0, 1.0, float(scores[i]), 2.0, 0)
+        diagnosis = maker.make("fan", step, bundle, rows[i]).diagnosis
+        bpfo = SPEC.defects_at(float(rows[i, -1]))[0]
+        assert diagnosis.startswith(f"outer_race (BPFO {bpfo:.1f} Hz"), diagnosis
