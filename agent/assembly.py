@@ -53,6 +53,7 @@ from edgewatch.agent.sources.settings import (
     SerialSource,
     SparkplugSource,
 )
+from edgewatch.agent.speed_tags import SpeedTags
 from edgewatch.agent.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -273,6 +274,8 @@ def assemble(
         router=Router(config.machines, config.model.bundle is not None, config.max_devices),
     )
     learner = _watches(config, pipeline, wiring.forwarder, inline_learning)
+    if any(machine.speed_tag is not None for machine in config.machines):
+        pipeline.speeds = SpeedTags(config.machines)
     decoders = DecoderMetrics(registry)
     sources = []
     for i, source in enumerate(config.sources):

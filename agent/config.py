@@ -35,7 +35,7 @@ from edgewatch.agent.decision_settings import (
     Settings,
     ShadowSettings,
 )
-from edgewatch.agent.features import FeatureSpec
+from edgewatch.agent.features import ChannelName, FeatureSpec
 from edgewatch.agent.onsite.settings import Adapting, Learning
 from edgewatch.agent.regimes import keys
 from edgewatch.agent.schema import problems
@@ -156,13 +156,24 @@ DevicePattern = Annotated[
 ]
 
 
+class SpeedTag(Settings):
+    """A process tag that gives a waveform machine's blocks their speed channel, named
+    ``as_channel`` (the ``channel`` of its features' ``speed``, of kind ``value``): the latest
+    value of ``channel`` of ``device``, while it is at most ``max_age_s`` from the block."""
+
+    device: Name
+    channel: ChannelName
+    max_age_s: Seconds = 10.0
+    as_channel: ChannelName = "speed"
+
+
 class Machine(Settings):
     """Devices bound to their own model: either a shipped ``bundle`` that they share (watched
     and hot-reloaded like the default), or ``learn``: each device learns its normal on the
     gateway from the ``features`` it is given. ``devices`` are names or patterns (``pump-*``,
     ``press-[12]``); a device belongs to the first entry that claims it. ``adapt``: a machine
-    that learns follows its normal unattended. ``decision`` overrides the agent's
-    ``[decision]``, field by field."""
+    that learns follows its normal unattended. ``speed_tag``: a process tag gives its blocks
+    their speed. ``decision`` overrides the agent's ``[decision]``, field by field."""
 
     name: Name
     devices: tuple[DevicePattern, ...] = Field(min_length=1, max_length=256)
@@ -170,6 +181,7 @@ class Machine(Settings):
     learn: Learning | None = None
     features: FeatureSpec | None = None
     adapt: Adapting | None = None
+    speed_tag: SpeedTag | None = None
     decision: Decision = Decision()
 
     @model_validator(mode="after")
@@ -182,6 +194,17 @@ class Machine(Settings):
             raise ValueError("only a machine that learns on site can adapt: give it [learn]")
         if self.learn is not None and self.learn.regimes and self.features is not None:
             keys(self.features, self.learn.regimes)
+        speed = self.features.speed if self.features is not None else None
+        tag = self.speed_tag
+        if (
+            tag is not None
+            and self.features is not None
+            and (speed is None or speed.kind != "value" or speed.channel != tag.as_channel)
+        ):
+            raise ValueError(
+                f"speed_tag fills channel {tag.as_channel!r}: the features need a speed of"
+                " kind 'value' on that channel"
+            )
         return self
 
     def claims(self, device: str) -> bool:

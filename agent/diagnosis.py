@@ -11,7 +11,7 @@ The rule:
   baseline and ``Z`` (3) or more standard deviations out. The strike line is the defect
   frequency itself for the outer race (BPFO), the inner race (BPFI) and the cage (FTF), and
   twice the ball spin frequency (2xBSF) for a ball, which strikes both races; with a
-  tachometer, at the window's own speed;
+  speed channel, at the window's own speed;
 - the candidate whose strike line rises most is named;
 - its harmonic (the line at twice the strike frequency, for the races and the cage) is said to
   be present when it stands ``HARMONIC_DB`` (6 dB) or more above its own baseline: a second
@@ -69,10 +69,10 @@ def diagnose(manifest: Manifest, row: np.ndarray, drivers: tuple[str, ...]) -> s
     if stats is None or not envelope or not any(".env_" in name for name in drivers):
         return ""
     index = {name: i for i, name in enumerate(manifest.feature_names)}
-    if spec.tachometer is None:
-        frequencies = spec.defect_frequencies
-    else:
-        frequencies = spec.defects_at(float(row[-1]))  # the window's shaft_hz, last
+    # With a speed channel, the row's last feature is the window's own shaft_hz.
+    speed = spec.shaft_hz if spec.speed is None else float(row[-1])
+    assert speed is not None
+    frequencies = spec.defects_at(speed)
     lines = []
     for c in spec.vibration:
         channel = spec.channels[c]

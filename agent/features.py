@@ -42,7 +42,7 @@ _WAVEFORM_ONLY = (
     "band_edges",
     "bearing",
     "shaft_hz",
-    "tachometer",
+    "speed",
     "envelope_band",
 )
 
@@ -69,20 +69,24 @@ class Bearing(Frozen):
         return self
 
 
-class Tachometer(Frozen):
-    """A channel of the waveform carrying the shaft's pulses, ``pulses_per_rev`` a turn, from
-    which each window's speed is measured. ``speed_hz``: the speeds the machine runs at; a
-    window whose speed cannot be measured, or lies outside them, is not scored."""
+class Speed(Frozen):
+    """Where each window's shaft speed comes from: one of the waveform's channels, carrying
+    either a ``tachometer``'s pulses, ``pulses_per_rev`` a turn, or the speed itself
+    (``value``, the window's median, times ``scale`` to make it Hz: 1/60 for rpm). A process
+    tag gives a machine that channel (``[machines.speed_tag]``). ``range_hz``: the speeds the
+    machine runs at; a window whose speed is unknown, or outside them, is not scored."""
 
     channel: ChannelName
+    kind: Literal["tachometer", "value"] = "tachometer"
     pulses_per_rev: int = Field(default=1, ge=1, le=1024)
-    speed_hz: tuple[float, float]
+    scale: float = Field(default=1.0, gt=0, le=1e6)
+    range_hz: tuple[float, float]
 
     @model_validator(mode="after")
     def _range(self) -> Self:
-        lo, hi = self.speed_hz
+        lo, hi = self.range_hz
         if not 0 < lo < hi <= 2000:
-            raise ValueError(f"speed_hz must satisfy 0 < lo < hi <= 2000, got {self.speed_hz}")
+            raise ValueError(f"range_hz must satisfy 0 < lo < hi <= 2000, got {self.range_hz}")
         return self
 
 
@@ -96,9 +100,9 @@ class FeatureSpec(Frozen):
     Waveform inputs (vibration) need ``sample_rate`` and a power-of-two ``window``; ``hop``
     defaults to half a window, ``families`` to time, spectral and bands (plus envelope when a
     ``bearing`` is given, which also needs the shaft's speed), and ``band_edges`` to four equal
-    bands up to Nyquist. The speed is ``shaft_hz``, fixed, or each window's own, measured on
-    the ``tachometer`` channel: that channel then gives one feature, ``shaft_hz``, and the
-    envelope is read at each window's own defect frequencies. Process inputs (slow rows) take
+    bands up to Nyquist. The speed is ``shaft_hz``, fixed, or each window's own, from the
+    ``speed`` channel: that channel then gives one feature, ``shaft_hz``, and the envelope is
+    read at each window's own defect frequencies. Process inputs (slow rows) take
     rolling statistics over ``history`` rows. Record inputs are already feature vectors.
     """
 
@@ -111,7 +115,7 @@ class FeatureSpec(Frozen):
     band_edges: tuple[float, ...] | None = None
     bearing: Bearing | None = None
     shaft_hz: float | None = Field(default=None, gt=0, le=2000)
-    tachometer: Tachometer | None = None
+    speed: Speed | None = None
     envelope_band: tuple[float, float] | None = None
     history: int | None = Field(default=None, ge=2, le=100_000)
     ewma_alpha: float | None = Field(default=None, gt=0, le=1)
@@ -202,15 +206,15 @@ class FeatureSpec(Frozen):
                     )
         elif self.band_edges is not None:
             raise ValueError("band_edges is set but the bands family is not selected")
-        if self.tachometer is not None:
-            if self.tachometer.channel not in self.channels or len(self.channels) < 2:
-                raise ValueError("the tachometer must be one of the channels, beside another")
+        if self.speed is not None:
+            if self.speed.channel not in self.channels or len(self.channels) < 2:
+                raise ValueError("the speed channel must be one of the channels, beside another")
             if self.shaft_hz is not None:
-                raise ValueError("give the speed as shaft_hz or a tachometer, not both")
+                raise ValueError("give the speed as shaft_hz or a speed channel, not both")
         if "envelope" in self.families:
-            if self.bearing is None or (self.shaft_hz is None and self.tachometer is None):
-                raise ValueError("the envelope family needs bearing and shaft_hz (or a tachometer)")
-            fastest = self.tachometer.speed_hz[1] if self.tachometer else self.shaft_hz
+            if self.bearing is None or (self.shaft_hz is None and self.speed is None):
+                raise ValueError("the envelope family needs bearing and shaft_hz (or speed)")
+            fastest = self.speed.range_hz[1] if self.speed else self.shaft_hz
             assert fastest is not None
             highest = 2 * max(self.defects_at(fastest))
             if highest >= nyquist:
@@ -232,7 +236,7 @@ class FeatureSpec(Frozen):
     def defect_frequencies(self) -> tuple[float, float, float, float]:
         """BPFO, BPFI, BSF and FTF in Hz for the bearing at ``shaft_hz``."""
         if self.shaft_hz is None:
-            raise ValueError("defect frequencies need shaft_hz (with a tachometer: defects_at)")
+            raise ValueError("defect frequencies need shaft_hz (with a speed channel: defects_at)")
         return self.defects_at(self.shaft_hz)
 
     def defects_at(self, shaft_hz: float) -> tuple[float, float, float, float]:
@@ -246,9 +250,9 @@ class FeatureSpec(Frozen):
 
     @cached_property
     def vibration(self) -> tuple[int, ...]:
-        """The channels featurized as vibration: all but the tachometer."""
-        tach = self.tachometer.channel if self.tachometer is not None else None
-        return tuple(i for i, name in enumerate(self.channels) if name != tach)
+        """The channels featurized as vibration: all but the speed channel."""
+        speed = self.speed.channel if self.speed is not None else None
+        return tuple(i for i, name in enumerate(self.channels) if name != speed)
 
     @cached_property
     def family_feature_names(self) -> dict[str, tuple[str, ...]]:
@@ -277,15 +281,15 @@ class FeatureSpec(Frozen):
     @cached_property
     def feature_names(self) -> tuple[str, ...]:
         """Every feature, channel by channel: ``ch0.rms``, ``ch0.band_0_1500``, ..., and last
-        the tachometer channel's ``shaft_hz``."""
+        the speed channel's ``shaft_hz``."""
         names = tuple(
             f"ch{c}.{name}"
             for c in (self.vibration if self.kind == "waveform" else range(len(self.channels)))
             for name in self.channel_feature_names
         )
-        if self.tachometer is None:
+        if self.speed is None:
             return names
-        return (*names, f"ch{self.channels.index(self.tachometer.channel)}.shaft_hz")
+        return (*names, f"ch{self.channels.index(self.speed.channel)}.shaft_hz")
 
 
 def band_bins(

@@ -46,8 +46,8 @@ class Featurizer:
                 )
 
     def _plan_waveform(self, spec: FeatureSpec) -> None:
-        """Everything the kernels need beside the samples, once per dtype; with a tachometer,
-        a plan for each set of envelope bins that a window's speed reads."""
+        """Everything the kernels need beside the samples, once per dtype; with a speed
+        channel, a plan for each set of envelope bins that a window's speed reads."""
         assert spec.window is not None and spec.sample_rate is not None
         assert spec.families is not None
         n, rate = spec.window, spec.sample_rate
@@ -69,7 +69,7 @@ class Featurizer:
             defects = np.array(spec.defects_at(1.0))
             self._orders = np.concatenate([defects, 2 * defects]) * n / rate
         self._plans: dict[bytes, np.ndarray] = {}
-        speed = spec.shaft_hz if spec.tachometer is None else 0.0
+        speed = spec.shaft_hz if spec.speed is None else 0.0
         plan = self._plan(np.array([speed or 0.0]))
         self._kernel_args = {}
         for dtype in (np.float32, np.float64):
@@ -106,7 +106,7 @@ class Featurizer:
                 args = self._kernel_args[data.dtype.char]
             n = data.shape[0]
             out = np.empty((n, self.width), np.float32) if out is None else self._output(n, out)
-            if self.spec.tachometer is not None:
+            if self.spec.speed is not None:
                 self._by_speed(data, args, out)
             elif not self._kernels.windows(data, *args, out):
                 self._explain_nonfinite(data)
@@ -137,7 +137,7 @@ class Featurizer:
         if bad.any():
             w = int(np.flatnonzero(bad)[0])
             raise FeatureError(
-                f"data: window {w} has no shaft speed in range on the tachometer "
+                f"data: window {w} has no shaft speed in range on its speed channel "
                 f"(measured {speeds[w]:.4g} Hz)"
             )
         vibration = np.ascontiguousarray(data[:, self.spec.vibration])
@@ -195,35 +195,40 @@ class Featurizer:
 
 
 def shaft_speeds(spec: FeatureSpec, windows: np.ndarray) -> np.ndarray:
-    """Each window's shaft speed in Hz, measured on its tachometer channel: the rising edges
-    through the midpoint of the window's least and greatest sample span whole pulses. NaN for
-    a window with fewer than two edges.
+    """Each window's shaft speed in Hz, from its speed channel: a tachometer's rising edges
+    (through the midpoint of the window's least and greatest sample) span whole pulses; a
+    value channel's median, scaled. NaN for a window with fewer than two edges, or a value
+    that is not finite.
 
     >>> spec = FeatureSpec(kind="waveform", sample_rate=1000.0, window=256, channels=["x", "t"],
-    ...                    tachometer={"channel": "t", "speed_hz": [1, 100]})
+    ...                    speed={"channel": "t", "range_hz": [1, 100]})
     >>> pulses = (np.arange(256) % 40 < 5).astype(np.float32)  # 25 pulses a second
     >>> windows = np.stack([np.zeros(256), pulses])[None].astype(np.float32)
     >>> shaft_speeds(spec, windows).round(3).tolist()
     [25.0]
     """
-    assert spec.tachometer is not None and spec.sample_rate is not None
-    pulses = windows[:, spec.channels.index(spec.tachometer.channel)].astype(np.float64)
-    middle = (pulses.min(axis=1) + pulses.max(axis=1)) / 2
-    high = pulses > middle[:, None]
+    speed = spec.speed
+    assert speed is not None and spec.sample_rate is not None
+    channel = windows[:, spec.channels.index(speed.channel)].astype(np.float64)
+    if speed.kind == "value":
+        with np.errstate(invalid="ignore"):
+            return np.asarray(np.median(channel, axis=1) * speed.scale, np.float64)
+    middle = (channel.min(axis=1) + channel.max(axis=1)) / 2
+    high = channel > middle[:, None]
     rising = ~high[:, :-1] & high[:, 1:]
     edges = rising.sum(axis=1)
     first = rising.argmax(axis=1)
     last = rising.shape[1] - 1 - rising[:, ::-1].argmax(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        speeds = (edges - 1) * spec.sample_rate / (last - first) / spec.tachometer.pulses_per_rev
+        speeds = (edges - 1) * spec.sample_rate / (last - first) / speed.pulses_per_rev
     speeds[edges < 2] = np.nan
     return np.asarray(speeds, np.float64)
 
 
 def in_range(spec: FeatureSpec, speeds: np.ndarray) -> np.ndarray:
-    """Which speeds lie within the tachometer's ``speed_hz`` (NaN does not)."""
-    assert spec.tachometer is not None
-    lo, hi = spec.tachometer.speed_hz
+    """Which speeds lie within the speed channel's ``range_hz`` (NaN does not)."""
+    assert spec.speed is not None
+    lo, hi = spec.speed.range_hz
     return np.asarray((speeds >= lo) & (speeds <= hi))
 
 

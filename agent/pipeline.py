@@ -39,6 +39,7 @@ from edgewatch.agent.scorer import Scores
 from edgewatch.agent.shadow import Trials
 from edgewatch.agent.sinks.fanout import Fanout
 from edgewatch.agent.sinks.outputs import Record, Sink
+from edgewatch.agent.speed_tags import SpeedTags
 from edgewatch.agent.streams import Batch, Part, StreamMetrics
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class Pipeline:
         # Given each batch's outcome, its scores: what `replay --scores` prints.
         self.on_round: Callable[[Round], None] | None = None
         self.drift: DriftWatch | None = None
+        # The machines that take their speed from a process tag (``agent.speed_tags``).
+        self.speeds: SpeedTags | None = None
         # Where events for the status topic go: drift signals.
         self.report: Callable[[dict[str, object]], None] = lambda event: None
         self.lanes: dict[str, Lane] = {}
@@ -187,8 +190,9 @@ class Pipeline:
         self._apply_swaps()
         lanes: dict[str, list[Block]] = {}
         learning: dict[str, tuple[Route, list[Block]]] = {}
-        for block in blocks:
-            route = self.router.route(block.device)
+        for given in blocks:
+            route = self.router.route(given.device)
+            block = given if self.speeds is None else self.speeds(given, route)
             if route is not None and route.key not in self.lanes and route.learns:
                 self._resume(route)
             scored = route is not None and route.key in self.lanes

@@ -3,7 +3,7 @@ rows and model inputs.
 
 Per device it keeps the streaming state: the windower of a waveform machine, the rolling
 featurizer of a process machine, and the last rows a sequence model reads before each new one.
-A waveform machine with a tachometer scores only the windows whose speed it can measure within
+A waveform machine with a speed channel scores only the windows whose speed is known and within
 its range; the rest are dropped, counted by reason (``no_speed``, ``speed_out_of_range``).
 ``batch`` turns the blocks of one pipeline turn into a ``Batch``: one ``Part`` per block that
 gave windows, the model inputs of all of them in one array, and the reasons anything was
@@ -171,7 +171,7 @@ class Streams:
             batch.dropped["wrong_sample_rate"] += 1
             return None
         starts, windows = device.windower.push(block.ts, block.sample_rate, samples)
-        if spec.tachometer is not None and len(windows):
+        if spec.speed is not None and len(windows):
             speeds = shaft_speeds(spec, windows)
             ok = in_range(spec, speeds)
             unknown = int(np.isnan(speeds).sum())

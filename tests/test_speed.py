@@ -7,13 +7,16 @@ import pytest
 
 from edgewatch.agent.alerts import AlertMaker
 from edgewatch.agent.bundle_writer import write_bundle
+from edgewatch.agent.config import ConfigError, validate
 from edgewatch.agent.decision import Transition
 from edgewatch.agent.features import FeatureError, FeatureSpec
 from edgewatch.agent.featurizer import featurize, recording_features, shaft_speeds
 from edgewatch.agent.framing import Block
+from edgewatch.agent.machines import Router
 from edgewatch.agent.metrics import Registry
 from edgewatch.agent.onsite.learn import learn
 from edgewatch.agent.scorer import Scorer
+from edgewatch.agent.speed_tags import SpeedTags
 from edgewatch.agent.streams import StreamMetrics, Streams
 from edgewatch.sim.machine import Fault, Machine, simulate_waveform
 
@@ -28,7 +31,7 @@ SPEC = FeatureSpec(
     hop=WINDOW,
     channels=["x", "y", "tach"],
     bearing=RAMP.bearing,
-    tachometer={"channel": "tach", "pulses_per_rev": 2, "speed_hz": [10.0, 50.0]},
+    speed={"channel": "tach", "pulses_per_rev": 2, "range_hz": [10.0, 50.0]},
 )
 
 
@@ -50,7 +53,7 @@ def test_each_window_is_featurized_at_its_own_speed() -> None:
     assert SPEC.feature_names[-1] == "ch2.shaft_hz"
     np.testing.assert_array_equal(rows[:, -1], speeds.astype(np.float32))
     for window, row, speed in zip(windows, rows, speeds, strict=True):
-        at = {"tachometer": None, "channels": ["x", "y"], "shaft_hz": float(speed)}
+        at = {"speed": None, "channels": ["x", "y"], "shaft_hz": float(speed)}
         fixed = FeatureSpec(**{**SPEC.model_dump(), **at})
         np.testing.assert_array_equal(row[:-1], featurize(fixed, window[None, :2])[0])
 
@@ -95,3 +98,59 @@ def test_a_fault_at_a_varying_speed_is_named_with_the_line_of_its_speed(tmp_path
         diagnosis = maker.make("fan", step, bundle, rows[i]).diagnosis
         bpfo = SPEC.defects_at(float(rows[i, -1]))[0]
         assert diagnosis.startswith(f"outer_race (BPFO {bpfo:.1f} Hz"), diagnosis
+
+
+VALUE = FeatureSpec(
+    kind="waveform",
+    sample_rate=RATE,
+    window=WINDOW,
+    hop=WINDOW,
+    channels=["x", "y", "speed"],
+    bearing=RAMP.bearing,
+    speed={"channel": "speed", "kind": "value", "scale": 1 / 60, "range_hz": [10.0, 50.0]},
+)
+AGENT = {
+    "site": "s",
+    "device": "g",
+    "sources": [{"type": "mqtt", "topic": "t"}],
+    "sinks": [{"type": "stdout"}],
+    "mqtt": {},
+}
+TAGGED = {
+    "name": "fans",
+    "devices": ["fan-*"],
+    "learn": {},
+    "features": VALUE.model_dump(),
+    "speed_tag": {"device": "drive-1", "channel": "rpm", "max_age_s": 2.0},
+}
+
+
+def test_a_process_tag_gives_a_machine_its_speed_as_training_read_it() -> None:
+    config = validate({**AGENT, "machines": [TAGGED]})
+    router = Router(config.machines, default=False, max_devices=10)
+    tags = SpeedTags(config.machines)
+    vibration = simulate_waveform(Machine(shaft_hz=30.0), 4.0, RATE, 6, channels=2).signal
+    rpm = Block("drive-1", 0.5, 1.0, np.array([[1500.0], [2.5]]), ("rpm", "flow"))
+    assert tags(rpm, router.route("drive-1")) is rpm
+    streams = Streams(StreamMetrics.of(Registry()))
+    streams.use(VALUE, history=1)
+    blocks = [
+        tags(Block("fan-1", start / RATE, RATE, vibration[:, start : start + 2560], ("x", "y")),
+             router.route("fan-1"))
+        for start in range(0, int(2 * RATE), 2560)
+    ]  # fmt: skip
+    assert blocks[0].channels == ("x", "y", "speed") and blocks[0].samples[2, 0] == 1500.0
+    rows = streams.batch(blocks).rows
+    recorded = np.vstack([vibration[:, : int(2 * RATE)], np.full((1, int(2 * RATE)), 1500, "f4")])
+    np.testing.assert_array_equal(rows, recorded_rows := recording_features(VALUE, recorded.T))
+    assert (recorded_rows[:, -1] == 25.0).all()
+    late = Block("fan-1", 3.0, RATE, vibration[:, int(3 * RATE) :], ("x", "y"))
+    batch = streams.batch([tags(late, router.route("fan-1"))])
+    assert batch.rows is None and batch.dropped["no_speed"] == int(RATE) // WINDOW
+
+
+def test_a_speed_tag_needs_a_value_speed_on_its_channel() -> None:
+    wrong = {**TAGGED, "features": {**VALUE.model_dump(), "speed": {"channel": "speed",
+             "range_hz": [10.0, 50.0]}}}  # fmt: skip
+    with pytest.raises(ConfigError, match="speed of kind 'value' on that channel"):
+        validate({**AGENT, "machines": [wrong]})
