@@ -12,6 +12,10 @@ The rule:
   frequency itself for the outer race (BPFO), the inner race (BPFI) and the cage (FTF), and
   twice the ball spin frequency (2xBSF) for a ball, which strikes both races; with a
   speed channel, at the window's own speed;
+- a candidate's strike line must stand ``RESOLVED_BINS`` (3) spectrum bins or more from every
+  line read for another defect: each reading takes the largest amplitude within a bin of its
+  line, so closer lines can read each other's peaks (at 25.6 kHz, a window of 4096 resolves
+  the usual bearings; one of 1024, whose bins are 25 Hz wide, does not);
 - the candidate whose strike line rises most is named;
 - its harmonic (the line at twice the strike frequency, for the races and the cage) is said to
   be present when it stands ``HARMONIC_DB`` (6 dB) or more above its own baseline: a second
@@ -32,6 +36,7 @@ from edgewatch.agent.bundle import Manifest
 RISE_DB = 10.0
 Z = 3.0
 HARMONIC_DB = 6.0
+RESOLVED_BINS = 3.0
 # Defect: (its name, the label of its strike line, the strike feature, the harmonic feature,
 # the strike frequency as a multiple of the defect frequency).
 DEFECTS = (
@@ -73,10 +78,17 @@ def diagnose(manifest: Manifest, row: np.ndarray, drivers: tuple[str, ...]) -> s
     speed = spec.shaft_hz if spec.speed is None else float(row[-1])
     assert speed is not None
     frequencies = spec.defects_at(speed)
+    assert spec.sample_rate is not None and spec.window is not None
+    bin_hz = spec.sample_rate / spec.window
+    read = [(which, f * k) for which, f in enumerate(frequencies) for k in (1, 2)]
     lines = []
     for c in spec.vibration:
         channel = spec.channels[c]
         for defect, label, strike, harmonic, which, multiple in DEFECTS:
+            hz = frequencies[which] * multiple
+            others = [abs(hz - f) for owner, f in read if owner != which]
+            if min(others) < RESOLVED_BINS * bin_hz:
+                continue
             rise, z = _rise(index.get(f"ch{c}.{strike}"), row, stats.mean, stats.std)
             if rise < RISE_DB or z < Z:
                 continue
@@ -84,7 +96,6 @@ def diagnose(manifest: Manifest, row: np.ndarray, drivers: tuple[str, ...]) -> s
             if harmonic is not None:
                 h_rise, _ = _rise(index.get(f"ch{c}.{harmonic}"), row, stats.mean, stats.std)
                 present = h_rise >= HARMONIC_DB
-            hz = frequencies[which] * multiple
             lines.append(Line(defect, label, hz, channel, rise, present))
     if not lines:
         return ""

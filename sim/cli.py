@@ -26,6 +26,15 @@ def _fault(text: str) -> object:
         ) from None
 
 
+def _ramp(text: str) -> tuple[float, float]:
+    """``TIME:SHAFT_HZ``: the shaft reaches that speed at that time, linearly from before."""
+    try:
+        at, hz = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: give TIME:SHAFT_HZ, two numbers") from None
+    return at, hz
+
+
 def simulate(args: argparse.Namespace) -> int:
     from edgewatch.sim.emit import Blocks, TargetError, send
     from edgewatch.sim.machine import (
@@ -39,10 +48,11 @@ def simulate(args: argparse.Namespace) -> int:
     rate = args.rate or (25600.0 if waveform else 1.0)
     try:
         if waveform:
+            machine = Machine(speed_changes=tuple(args.ramp))
             run = simulate_waveform(
-                Machine(), args.duration, rate, args.seed, args.fault, args.channels
+                machine, args.duration, rate, args.seed, args.fault, args.channels, args.tachometer
             )
-            names = ("x", "y", "z")[: args.channels]
+            names = ("x", "y", "z")[: args.channels] + (("tach",) if args.tachometer else ())
         else:
             run = simulate_process(args.duration, args.seed, args.fault, rate)
             names = PROCESS_CHANNELS
@@ -70,6 +80,12 @@ def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
         "--fault", type=_fault, action="append", default=[], help="KIND:START:END[:SEVERITY]"
     )
     sim.add_argument("--device", default="sim", help="the device name in each block")
+    sim.add_argument(
+        "--tachometer", type=int, default=0, metavar="PULSES", help="a tach channel, pulses a turn"
+    )
+    sim.add_argument(
+        "--ramp", type=_ramp, action="append", default=[], help="TIME:SHAFT_HZ, a speed to reach"
+    )
     sim.add_argument("--format", choices=("json", "binary", "csv"), default="binary")
     sim.add_argument("--speed", type=speed, default=1.0, help="N times real time, or max")
     sim.add_argument("--block", type=float, default=0.1, help="seconds of signal per block")

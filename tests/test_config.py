@@ -34,7 +34,7 @@ def test_the_example_config_is_accepted_and_uses_every_section(capsys, tmp_path,
     monkeypatch.setenv("EDGEWATCH_MODEL__PUBLIC_KEY", str(key))
     assert main(["check-config", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
-    assert "ok: 6 sources, 3 sinks" in out and "1 machines learn on site" in out
+    assert "ok: 6 sources, 3 sinks" in out and "2 machines learn on site" in out
     config = load_config(EXAMPLE)
     assert config.model.public_key == key
     assert {s.type for s in config.sources} == {
@@ -47,7 +47,7 @@ def test_the_example_config_is_accepted_and_uses_every_section(capsys, tmp_path,
     }
     assert config.topics == "edgewatch/plant-a/gateway-7/"
     assert config.decision.gate is not None and config.http.host == "127.0.0.1"
-    assert [m.name for m in config.machines] == ["fans", "pumps"]
+    assert [m.name for m in config.machines] == ["fans", "pumps", "motors"]
     assert config.machines[0].decision.warning == 2.5 and config.machines[0].decision.n == 3
 
 

@@ -70,3 +70,22 @@ def test_a_cleared_alert_and_a_model_without_envelope_name_nothing(bundle) -> No
     step = Transition("cleared", "a", "warning", 0.0, 1.0, 1.0, 2.0, 0)
     row = np.zeros(len(SPEC.feature_names), np.float32)
     assert AlertMaker("s").make("fan", step, bundle, row).diagnosis == ""
+
+
+def test_lines_a_window_cannot_resolve_name_nothing(tmp_path) -> None:
+    """Windows of 1024 at 25.6 kHz have 25 Hz bins: BPFO (107 Hz) lies 1.5 bins from BSF."""
+    coarse = FeatureSpec(**{**SPEC.model_dump(), "window": 1024, "hop": 1024})
+    healthy = simulate_waveform(MACHINE, 20.0, RATE, seed=1, channels=2)
+    learned = learn(featurize(coarse, healthy.windows(1024, 1024)), coarse)
+    bundle = write_bundle(tmp_path / "coarse", learned.manifest, learned.files)
+    fault = Fault(kind="outer_race", start=0.0, end=2.0, severity=1.0)
+    run = simulate_waveform(MACHINE, 2.0, RATE, seed=7, channels=2, faults=[fault])
+    rows = featurize(coarse, run.windows(1024, 1024))
+    scores = Scorer(bundle)(rows).calibrated
+    alerted = np.flatnonzero(scores > bundle.manifest.thresholds.warning)
+    assert len(alerted) >= 10
+    maker = AlertMaker("s")
+    for i in alerted:
+        step = Transition("raised", f"a{i}", "warning", 0.0, 1.0, float(scores[i]), 2.0, 0)
+        alert = maker.make("fan", step, bundle, rows[i])
+        assert alert.diagnosis == "" and any(".env_" in d.name for d in alert.features)

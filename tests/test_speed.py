@@ -19,6 +19,7 @@ from edgewatch.agent.scorer import Scorer
 from edgewatch.agent.speed_tags import SpeedTags
 from edgewatch.agent.streams import StreamMetrics, Streams
 from edgewatch.sim.machine import Fault, Machine, simulate_waveform
+from tests.conftest import edgewatch
 
 RATE = 25600.0
 WINDOW = 4096
@@ -154,3 +155,16 @@ def test_a_speed_tag_needs_a_value_speed_on_its_channel() -> None:
              "range_hz": [10.0, 50.0]}}}  # fmt: skip
     with pytest.raises(ConfigError, match="speed of kind 'value' on that channel"):
         validate({**AGENT, "machines": [wrong]})
+
+
+def test_the_simulator_drives_a_tachometer_through_a_ramp(tmp_path) -> None:
+    out = tmp_path / "run.csv"
+    edgewatch("simulate", "--to", str(out), "--duration", "4", "--channels", "2",
+              "--tachometer", "2", "--ramp", "4:36")  # fmt: skip
+    header = out.read_text().split("\n", 1)[0]
+    assert header == "x,y,tach"
+    samples = np.loadtxt(out, delimiter=",", skiprows=1, dtype=np.float32)
+    windows = samples[: 24 * WINDOW].T.reshape(3, 24, WINDOW).transpose(1, 0, 2)
+    speeds = shaft_speeds(SPEC, windows)
+    centres = (np.arange(24) * WINDOW + WINDOW / 2) / RATE
+    np.testing.assert_allclose(speeds, 29.95 + (36 - 29.95) * centres / 4, rtol=5e-3)
