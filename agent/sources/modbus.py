@@ -137,8 +137,7 @@ class ModbusReader:
                 log.warning("modbus %s: cannot open (%s)", self._where, e)
                 backoff.wait(stop)
                 continue
-            backoff.reset()
-            self.connected = True
+            self.connected, answered = True, self.counts.accepted
             try:
                 self._poll_until(stop, link)
             except (OSError, serial.SerialException) as e:
@@ -147,6 +146,9 @@ class ModbusReader:
             finally:
                 self.connected = False
                 link.close()
+            if self.counts.accepted > answered:  # a link that held; else back off further
+                backoff.reset()
+            backoff.wait(stop)
 
     @property
     def _where(self) -> str:
