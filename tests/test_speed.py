@@ -14,6 +14,7 @@ from edgewatch.agent.featurizer import featurize, recording_features, shaft_spee
 from edgewatch.agent.framing import Block
 from edgewatch.agent.machines import Router
 from edgewatch.agent.metrics import Registry
+from edgewatch.agent.onsite.baseline import fingerprint
 from edgewatch.agent.onsite.learn import learn
 from edgewatch.agent.scorer import Scorer
 from edgewatch.agent.speed_tags import SpeedTags
@@ -168,3 +169,13 @@ def test_the_simulator_drives_a_tachometer_through_a_ramp(tmp_path) -> None:
     speeds = shaft_speeds(SPEC, windows)
     centres = (np.arange(24) * WINDOW + WINDOW / 2) / RATE
     np.testing.assert_allclose(speeds, 29.95 + (36 - 29.95) * centres / 4, rtol=5e-3)
+
+
+def test_a_baseline_saved_before_speed_channels_still_matches_its_spec() -> None:
+    """The fingerprints of these specs as saved by the release before ``speed`` existed."""
+    process = FeatureSpec(kind="process", channels=["a", "b"])
+    waveform = FeatureSpec(kind="waveform", channels=["a"], sample_rate=1000, window=256)
+    assert fingerprint(process).startswith("400c5fc0c669a4a5")
+    assert fingerprint(waveform).startswith("18e41f0aac683457")
+    assert fingerprint(VALUE) != fingerprint(FeatureSpec(**{**VALUE.model_dump(), "speed": None,
+                                                          "shaft_hz": 30.0}))  # fmt: skip

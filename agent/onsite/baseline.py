@@ -31,8 +31,14 @@ ROWS = "baseline.npy"
 STATE = "baseline.json"
 
 
+# Spec fields added since baselines were first saved: left out of the fingerprint while unset,
+# so that a baseline saved before them still matches its spec.
+LATER_FIELDS = ("speed",)
+
+
 def fingerprint(spec: FeatureSpec) -> str:
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    unset = {name for name in LATER_FIELDS if getattr(spec, name) is None}
+    return hashlib.sha256(spec.model_dump_json(exclude=unset).encode()).hexdigest()
 
 
 class Baseline:
