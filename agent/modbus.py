@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from edgewatch.agent.framing import FrameError
 from edgewatch.agent.sources.settings import Tag
 
 FUNCTIONS = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
@@ -48,12 +49,8 @@ _FORMATS = {
 }
 
 
-class ModbusError(ValueError):
+class ModbusError(FrameError):
     """A response that does not answer its request; ``reason`` is the counter it goes to."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -94,11 +91,12 @@ class Read:
 def plan(tags: Sequence[Tag]) -> list[Read]:
     """The reads that cover ``tags``: per slave and table, contiguous runs of registers.
 
-    >>> from edgewatch.agent.sources.settings import Tag
-    >>> tags = [Tag(device="p", channel=c, address=a, type="float32") for c, a in
-    ...         (("t", 0), ("p", 2), ("q", 10))]
-    >>> [(r.address, r.count, len(r.tags)) for r in plan(tags)]
-    [(0, 4, 2), (10, 2, 1)]
+        >>> from edgewatch.agent.framing import FrameError
+    from edgewatch.agent.sources.settings import Tag
+        >>> tags = [Tag(device="p", channel=c, address=a, type="float32") for c, a in
+        ...         (("t", 0), ("p", 2), ("q", 10))]
+        >>> [(r.address, r.count, len(r.tags)) for r in plan(tags)]
+        [(0, 4, 2), (10, 2, 1)]
     """
     reads: list[Read] = []
     ordered = sorted(tags, key=lambda t: (t.slave, FUNCTIONS[t.table], t.address))
@@ -167,11 +165,12 @@ def tcp_pdu(read: Read, transaction: int, frame: bytes) -> bytes:
 def values(read: Read, pdu: bytes) -> list[float]:
     """The values of ``read``'s tags, scaled, out of a response ``pdu``.
 
-    >>> from edgewatch.agent.sources.settings import Tag
-    >>> tags = (Tag(device="p", channel="t", address=0, type="float32", word_order="little"),
-    ...         Tag(device="p", channel="on", address=2, type="bit", bit=1))
-    >>> values(Read(1, "holding", 0, 3, tags), bytes.fromhex("0306 0000 4148 0002"))
-    [12.5, 1.0]
+        >>> from edgewatch.agent.framing import FrameError
+    from edgewatch.agent.sources.settings import Tag
+        >>> tags = (Tag(device="p", channel="t", address=0, type="float32", word_order="little"),
+        ...         Tag(device="p", channel="on", address=2, type="bit", bit=1))
+        >>> values(Read(1, "holding", 0, 3, tags), bytes.fromhex("0306 0000 4148 0002"))
+        [12.5, 1.0]
     """
     if len(pdu) >= 2 and pdu[0] == read.function | 0x80:
         name = EXCEPTIONS.get(pdu[1], "other")

@@ -17,6 +17,8 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from edgewatch.agent.framing import FrameError
+
 MAX_METRICS = 10_000
 # Data types (the schema's enum DataType) that edgewatch writes and reads as numbers.
 INT8, INT16, INT32, INT64 = 1, 2, 3, 4
@@ -30,12 +32,8 @@ _F32, _F64 = struct.Struct("<f"), struct.Struct("<d")
 Value = int | float | bool | str | None
 
 
-class SparkplugError(ValueError):
+class SparkplugError(FrameError):
     """A payload that is not a Sparkplug B payload; ``reason`` is its counter."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from edgewatch.agent.clock import Backoff
 from edgewatch.agent.framing import Block, Counts
 from edgewatch.agent.modbus import MBAP, ModbusError, Read, plan, rtu_pdu, tcp_pdu, values
 from edgewatch.agent.sources import Offer
-from edgewatch.agent.sources.settings import ModbusSource
+from edgewatch.agent.sources.settings import ModbusSource, channels_by_device
 
 log = logging.getLogger(__name__)
 MAX_FRAME = 260
@@ -121,10 +121,7 @@ class ModbusReader:
         self._slaves = {
             read.slave: Backoff(config.backoff_max_s, config.interval_s) for read in self.reads
         }
-        self._rows = [
-            (device, tuple(t.channel for t in config.tags if t.device == device))
-            for device in config.devices
-        ]
+        self._rows = list(channels_by_device(config.tags).items())
         self._down_until: dict[int, float] = {}
 
     def run(self, stop: threading.Event) -> None:

@@ -29,7 +29,7 @@ from edgewatch.agent.credentials import credential
 from edgewatch.agent.framing import Counts
 from edgewatch.agent.sources import Offer
 from edgewatch.agent.sources.latest import Latest
-from edgewatch.agent.sources.settings import OpcuaLink, OpcuaSource
+from edgewatch.agent.sources.settings import OpcuaLink, OpcuaSource, channels_by_device
 
 log = logging.getLogger(__name__)
 TICK_S = 0.2
@@ -68,11 +68,7 @@ class OpcuaReader:
         for node in config.nodes:
             node_id = ua.NodeId.from_string(node.node_id).to_string()
             self._channels[node_id].append((node.device, node.channel))
-        rows = {
-            device: tuple(n.channel for n in config.nodes if n.device == device)
-            for device in config.devices
-        }
-        self._latest = Latest(rows, self.counts)
+        self._latest = Latest(channels_by_device(config.nodes), self.counts)
         self._changed: dict[str, float] = {}
 
     def run(self, stop: threading.Event) -> None:

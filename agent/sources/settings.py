@@ -5,8 +5,9 @@ channel of a device, as a process machine reads it.
 """
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Protocol, Self
 
 from pydantic import Field, NonNegativeInt, StringConstraints, model_validator
 
@@ -19,6 +20,30 @@ BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000
 MODBUS_BAUD_RATES = (1200, 2400, 4800, *BAUD_RATES[:5])
 TopicFilter = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
 SerialPort = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class Mapped(Protocol):
+    """A value a source maps to a channel of a device (a Modbus tag, an OPC UA node, …)."""
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def channel(self) -> str: ...
+
+
+def channels_by_device(items: Sequence[Mapped]) -> dict[str, tuple[str, ...]]:
+    """Each device's channels, devices and channels in the order given."""
+    found: dict[str, list[str]] = {}
+    for item in items:
+        found.setdefault(item.device, []).append(item.channel)
+    return {device: tuple(channels) for device, channels in found.items()}
+
+
+def _one_each(items: Sequence[Mapped], what: str) -> None:
+    names = Counter(f"{item.device}.{item.channel}" for item in items)
+    if repeated := sorted(name for name, n in names.items() if n > 1):
+        raise ValueError(f"each device's channel comes from one {what}: {', '.join(repeated)}")
 
 
 class _Source(Settings):
@@ -83,9 +108,7 @@ class SparkplugSource(Settings):
 
     @model_validator(mode="after")
     def _distinct(self) -> Self:
-        names = Counter(f"{m.device}.{m.channel}" for m in self.metrics)
-        if repeated := sorted(name for name, n in names.items() if n > 1):
-            raise ValueError(f"each device's channel comes from one metric: {', '.join(repeated)}")
+        _one_each(self.metrics, "metric")
         return self
 
     @property
@@ -96,7 +119,7 @@ class SparkplugSource(Settings):
 
     @property
     def devices(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(m.device for m in self.metrics))
+        return tuple(channels_by_device(self.metrics))
 
 
 class ReplaySource(_Source):
@@ -211,14 +234,12 @@ class ModbusSource(Settings):
                 raise ValueError(f"baudrate {self.baudrate} is not one of {MODBUS_BAUD_RATES}")
             if wrong := sorted({t.slave for t in self.tags if not 1 <= t.slave <= 247}):
                 raise ValueError(f"RTU slaves are 1 to 247, not {wrong}")
-        names = Counter(f"{t.device}.{t.channel}" for t in self.tags)
-        if repeated := sorted(name for name, n in names.items() if n > 1):
-            raise ValueError(f"each device's channel comes from one tag: {', '.join(repeated)}")
+        _one_each(self.tags, "tag")
         return self
 
     @property
     def devices(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(t.device for t in self.tags))
+        return tuple(channels_by_device(self.tags))
 
 
 class OpcuaNode(Settings):
@@ -276,14 +297,12 @@ class OpcuaSource(OpcuaLink):
 
     @model_validator(mode="after")
     def _distinct(self) -> Self:
-        names = Counter(f"{n.device}.{n.channel}" for n in self.nodes)
-        if repeated := sorted(name for name, n in names.items() if n > 1):
-            raise ValueError(f"each device's channel comes from one node: {', '.join(repeated)}")
+        _one_each(self.nodes, "node")
         return self
 
     @property
     def devices(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(n.device for n in self.nodes))
+        return tuple(channels_by_device(self.nodes))
 
 
 SourceConfig = (

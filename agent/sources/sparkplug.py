@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from edgewatch.agent.framing import Block, Counts
 from edgewatch.agent.sources.latest import Latest
-from edgewatch.agent.sources.settings import SparkplugSource
+from edgewatch.agent.sources.settings import SparkplugSource, channels_by_device
 from edgewatch.agent.sparkplug import Payload, SparkplugError, decode
 
 Where = tuple[str, str | None]  # an edge node, and one of its devices (None: the node itself)
@@ -39,11 +39,7 @@ class SparkplugRows:
         self._channels: dict[tuple[Where, str], tuple[str, str]] = {
             ((m.node, m.sparkplug_device), m.metric): (m.device, m.channel) for m in config.metrics
         }
-        rows = {
-            device: tuple(m.channel for m in config.metrics if m.device == device)
-            for device in config.devices
-        }
-        self._latest = Latest(rows, self.counts)
+        self._latest = Latest(channels_by_device(config.metrics), self.counts)
         self._nodes: dict[str, _Node] = {m.node: _Node() for m in config.metrics}
 
     def __call__(self, topic: str, payload: bytes) -> list[Block]:
