@@ -91,12 +91,11 @@ class Read:
 def plan(tags: Sequence[Tag]) -> list[Read]:
     """The reads that cover ``tags``: per slave and table, contiguous runs of registers.
 
-        >>> from edgewatch.agent.framing import FrameError
-    from edgewatch.agent.sources.settings import Tag
-        >>> tags = [Tag(device="p", channel=c, address=a, type="float32") for c, a in
-        ...         (("t", 0), ("p", 2), ("q", 10))]
-        >>> [(r.address, r.count, len(r.tags)) for r in plan(tags)]
-        [(0, 4, 2), (10, 2, 1)]
+    >>> from edgewatch.agent.sources.settings import Tag
+    >>> tags = [Tag(device="p", channel=c, address=a, type="float32") for c, a in
+    ...         (("t", 0), ("p", 2), ("q", 10))]
+    >>> [(r.address, r.count, len(r.tags)) for r in plan(tags)]
+    [(0, 4, 2), (10, 2, 1)]
     """
     reads: list[Read] = []
     ordered = sorted(tags, key=lambda t: (t.slave, FUNCTIONS[t.table], t.address))
@@ -165,12 +164,11 @@ def tcp_pdu(read: Read, transaction: int, frame: bytes) -> bytes:
 def values(read: Read, pdu: bytes) -> list[float]:
     """The values of ``read``'s tags, scaled, out of a response ``pdu``.
 
-        >>> from edgewatch.agent.framing import FrameError
-    from edgewatch.agent.sources.settings import Tag
-        >>> tags = (Tag(device="p", channel="t", address=0, type="float32", word_order="little"),
-        ...         Tag(device="p", channel="on", address=2, type="bit", bit=1))
-        >>> values(Read(1, "holding", 0, 3, tags), bytes.fromhex("0306 0000 4148 0002"))
-        [12.5, 1.0]
+    >>> from edgewatch.agent.sources.settings import Tag
+    >>> tags = (Tag(device="p", channel="t", address=0, type="float32", word_order="little"),
+    ...         Tag(device="p", channel="on", address=2, type="bit", bit=1))
+    >>> values(Read(1, "holding", 0, 3, tags), bytes.fromhex("0306 0000 4148 0002"))
+    [12.5, 1.0]
     """
     if len(pdu) >= 2 and pdu[0] == read.function | 0x80:
         name = EXCEPTIONS.get(pdu[1], "other")
