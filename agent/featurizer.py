@@ -69,8 +69,7 @@ class Featurizer:
             defects = np.array(spec.defects_at(1.0))
             self._orders = np.concatenate([defects, 2 * defects]) * n / rate
         self._plans: dict[bytes, np.ndarray] = {}
-        speed = spec.shaft_hz if spec.speed is None else 0.0
-        plan = self._plan(np.array([speed or 0.0]))
+        plan = self._plan(np.array([spec.shaft_hz or 0.0]))
         self._kernel_args = {}
         for dtype in (np.float32, np.float64):
             window = hann(n).astype(dtype)
