@@ -134,54 +134,26 @@ def replaying(
     )
 
 
-def _mqtt_sink(config: MqttSink, parts: Wiring) -> Sink:
+def _upstream(config: MqttSink | SparkplugSink, parts: Wiring) -> Sink:
+    """The spool, the forwarder that delivers it to the broker (as a Sparkplug B edge node for
+    a sparkplug sink), and the sink into it."""
     agent = parts.config
     assert agent.mqtt is not None
-    spool = _spool(parts)
-    parts.forwarder = Forwarder(
-        agent.mqtt,
-        agent.client_id,
-        agent.topics + "status",
-        spool,
-        _subscriptions(parts),
-        spawn=parts.supervisor.start,
-    )
-    return _upstream(config, parts)
-
-
-def _sparkplug_sink(config: SparkplugSink, parts: Wiring) -> Sink:
-    agent = parts.config
-    assert agent.mqtt is not None
-    spool = _spool(parts)
-    parts.forwarder = SparkplugForwarder(
-        agent.mqtt,
-        agent.client_id,
-        agent.topics + "status",
-        spool,
-        (config.group, config.node or agent.device),
-        config.primary_host,
-        _subscriptions(parts),
-        spawn=parts.supervisor.start,
-    )
-    return _upstream(config, parts)
-
-
-def _spool(parts: Wiring) -> Spool:
-    settings = parts.config.spool
-    parts.spool = Spool(settings.path, settings.max_rows, settings.max_bytes)
-    parts.spool.export_metrics(parts.registry)
-    return parts.spool
-
-
-def _subscriptions(parts: Wiring) -> dict[str, Callable[[bytes], None]]:
-    return {parts.config.topics + name: handler for name, handler in parts.subscriptions.items()}
-
-
-def _upstream(config: Upstream, parts: Wiring) -> Sink:
-    """The sink into the spool of the forwarder just built."""
-    assert parts.spool is not None and parts.forwarder is not None
-    parts.forwarder.export_metrics(parts.registry)
-    return Spooled(parts.spool, parts.config.topics, parts.forwarder.notify, config.telemetry)
+    settings = agent.spool
+    spool = parts.spool = Spool(settings.path, settings.max_rows, settings.max_bytes)
+    spool.export_metrics(parts.registry)
+    topics = {agent.topics + name: handler for name, handler in parts.subscriptions.items()}
+    status, spawn = agent.topics + "status", parts.supervisor.start
+    if isinstance(config, SparkplugSink):
+        node = (config.group, config.node or agent.device)
+        forwarder: Forwarder = SparkplugForwarder(
+            agent.mqtt, agent.client_id, status, spool, node, config.primary_host, topics, spawn
+        )
+    else:
+        forwarder = Forwarder(agent.mqtt, agent.client_id, status, spool, topics, spawn=spawn)
+    parts.forwarder = forwarder
+    forwarder.export_metrics(parts.registry)
+    return Spooled(spool, agent.topics, forwarder.notify, config.telemetry)
 
 
 def _stdout_sink(config: StdoutSink, parts: Wiring) -> Sink:
@@ -229,8 +201,8 @@ def _replay_source(config: ReplaySource, index: int, parts: Wiring, to: Pipeline
 
 
 SINKS: dict[str, Callable[[Any, Wiring], Sink]] = {
-    "mqtt": _mqtt_sink,
-    "sparkplug": _sparkplug_sink,
+    "mqtt": _upstream,
+    "sparkplug": _upstream,
     "stdout": _stdout_sink,
     "jsonl": _jsonl_sink,
 }
